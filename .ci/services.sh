@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make PostgreSQL and Redis answer on 127.0.0.1: use them if running, start them if installed,
+# apt-get install them if absent. Idempotent; needs root (or sudo) only to install or start.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  if [ -z "${apt_updated:-}" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+wait_for() { for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; "$@"; }
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+if ! command -v pg_isready >/dev/null || ! pg_up; then
+  if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    echo "Installing PostgreSQL…"; apt_install postgresql
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  echo "Starting PostgreSQL $version…"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for pg_up
+  # A fresh Debian cluster asks for a password over TCP: give postgres the one the test URL carries.
+  as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" || true
+fi
+
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+if ! command -v redis-cli >/dev/null || ! redis_up; then
+  command -v redis-server >/dev/null || { echo "Installing Redis…"; apt_install redis-server; }
+  echo "Starting Redis…"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/chisel.log
+  wait_for redis_up
+fi
+echo "PostgreSQL and Redis are up on 127.0.0.1."

@@ -1,0 +1,1 @@
+"""The Chisel domain and web app: tastes, rounds, pairs, assignments and judgements."""

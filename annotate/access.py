@@ -1,0 +1,35 @@
+"""The security funnel: every "may this user see or touch this object" decision lives here."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef
+
+from annotate.errors import Forbidden, NotFound
+from annotate.models import Assignment, Taste, TasteMembership
+
+
+def user_is_lead(user: AbstractBaseUser | None) -> bool:
+    """Leads are active staff users: they run rounds, see every taste, and use the admin."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def access_taste_for_annotation(*, user: AbstractBaseUser, slug: str) -> Taste:
+    """The taste `slug` if `user` belongs to its cohort; only members annotate a taste."""
+    taste = (
+        Taste.objects.filter(slug=slug)
+        .annotate(is_member=Exists(TasteMembership.objects.filter(taste=OuterRef("pk"), annotator=user)))
+        .first()
+    )
+    if taste is None:
+        raise NotFound(f"There is no taste '{slug}'.")
+    if not taste.is_member:
+        raise Forbidden(f"You are not in the cohort of taste '{slug}'.")
+    return taste
+
+
+def access_own_assignment(*, user: AbstractBaseUser, assignment: Assignment | None, assignment_id: int) -> Assignment:
+    """`assignment` if it exists and was handed to `user`; the caller has loaded (and locked) it."""
+    if assignment is None:
+        raise NotFound(f"There is no assignment {assignment_id}.")
+    if assignment.annotator_id != user.pk:
+        raise Forbidden(f"Assignment {assignment_id} was handed to another annotator.")
+    return assignment

@@ -1,0 +1,197 @@
+"""Annotator and lead endpoints of API v1."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import selectors, services
+from annotate.access import access_taste_for_annotation
+from annotate.api.permissions import IsLead
+from annotate.models import Assignment, Image, Judgement
+
+
+
+def flag_field() -> serializers.ListField:
+    return serializers.ListField(child=serializers.ChoiceField(choices=Judgement.Flag.choices), required=False, default=list)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class ImageSerializer(serializers.Serializer):
+    url = serializers.SerializerMethodField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+    def get_url(self, image: Image) -> str:
+        return image.file.url
+
+
+class AssignmentNextApi(APIView):
+    """The next pairs to judge: the caller's live leases, topped up with new ones, up to `prefetch`."""
+
+    @extend_schema_serializer(component_name="Assignment")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        pair_id = serializers.IntegerField()
+        kind = serializers.CharField(source="pair.kind")
+        prompt = serializers.CharField(source="pair.prompt.text")
+        left = serializers.SerializerMethodField()
+        right = serializers.SerializerMethodField()
+        lease_expires_at = serializers.DateTimeField()
+
+        @extend_schema(responses=ImageSerializer)
+        def get_left(self, assignment: Assignment) -> dict:
+            pair = assignment.pair
+            return ImageSerializer(pair.image_a if assignment.left_is_a else pair.image_b).data
+
+        @extend_schema(responses=ImageSerializer)
+        def get_right(self, assignment: Assignment) -> dict:
+            pair = assignment.pair
+            return ImageSerializer(pair.image_b if assignment.left_is_a else pair.image_a).data
+
+    @extend_schema_serializer(component_name="AssignmentNextQuery")
+    class QuerySerializer(serializers.Serializer):
+        taste = serializers.SlugField()
+        prefetch = serializers.IntegerField(min_value=1, max_value=50, default=1)
+
+    @extend_schema(
+        parameters=[QuerySerializer],
+        responses={200: OutputSerializer(many=True), 204: OpenApiResponse(description="Nothing left to judge.")},
+    )
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        taste = access_taste_for_annotation(user=request.user, slug=query.validated_data["taste"])
+        assignments = services.assignment_claim(
+            annotator=request.user, taste=taste, count=query.validated_data["prefetch"]
+        )
+        if not assignments:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(self.OutputSerializer(assignments, many=True).data)
+
+
+class JudgementCreateApi(APIView):
+    """Submit a judgement on a leased pair; replaying the same `client_uuid` is safe."""
+
+    @extend_schema_serializer(component_name="JudgementInput")
+    class InputSerializer(serializers.Serializer):
+        assignment = serializers.IntegerField()
+        choice = serializers.ChoiceField(choices=services.SCREEN_CHOICES)
+        flags_left = flag_field()
+        flags_right = flag_field()
+        duration_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True)
+        client_uuid = serializers.UUIDField()
+
+    @extend_schema_serializer(component_name="Judgement")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        assignment = serializers.IntegerField(source="assignment_id")
+        pair = serializers.IntegerField(source="pair_id")
+        choice = serializers.ChoiceField(choices=Judgement.Choice.choices, help_text="Relative to images A and B.")
+        flags_a = serializers.ListField(child=serializers.CharField())
+        flags_b = serializers.ListField(child=serializers.CharField())
+        duration_ms = serializers.IntegerField(allow_null=True)
+        client_uuid = serializers.UUIDField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            200: OpenApiResponse(OutputSerializer, description="Replay of an earlier submission."),
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgement, created = services.judgement_submit(
+            annotator=request.user,
+            assignment_id=data.validated_data["assignment"],
+            choice=data.validated_data["choice"],
+            client_uuid=data.validated_data["client_uuid"],
+            flags_left=data.validated_data["flags_left"],
+            flags_right=data.validated_data["flags_right"],
+            duration_ms=data.validated_data.get("duration_ms"),
+        )
+        return Response(
+            self.OutputSerializer(judgement).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class AssignmentSkipApi(APIView):
+    """Give a leased pair back without judging it; it is not offered to you again."""
+
+    @extend_schema(request=None, responses={204: None, 403: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
+    def post(self, request: Request, assignment_id: int) -> Response:
+        services.assignment_skip(annotator=request.user, assignment_id=assignment_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    """Who you are, your tastes, and how many judgements you made today and in all."""
+
+    @extend_schema_serializer(component_name="Me")
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        is_lead = serializers.BooleanField()
+        judged_today = serializers.IntegerField()
+        judged_total = serializers.IntegerField()
+        tastes = inline_serializer(
+            "MeTaste",
+            {
+                "slug": serializers.SlugField(),
+                "name": serializers.CharField(),
+                "judged_today": serializers.IntegerField(),
+                "judged_total": serializers.IntegerField(),
+            },
+            many=True,
+        )
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(selectors.annotator_profile(annotator=request.user)).data)
+
+
+class TasteListApi(APIView):
+    """Every taste with its cohort and label counts (leads only)."""
+
+    permission_classes = [IsLead]
+
+    @extend_schema_serializer(component_name="TasteSummary")
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.SlugField()
+        name = serializers.CharField()
+        annotator_count = serializers.IntegerField()
+        open_round_count = serializers.IntegerField()
+        current_checkpoint = serializers.IntegerField(source="current_checkpoint_id", allow_null=True)
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(selectors.taste_overview(), many=True).data)
+
+
+class TasteDetailApi(APIView):
+    """One taste's label counts (leads only)."""
+
+    permission_classes = [IsLead]
+
+    @extend_schema_serializer(component_name="TasteCounts")
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.SlugField()
+        pairs = serializers.IntegerField()
+        complete_pairs = serializers.IntegerField()
+        judgements = serializers.IntegerField()
+        judgements_last_24h = serializers.IntegerField()
+
+    @extend_schema(responses={200: OutputSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, slug: str) -> Response:
+        taste = selectors.taste_by_slug(slug=slug)
+        return Response(self.OutputSerializer({"slug": taste.slug, **selectors.taste_label_counts(taste=taste)}).data)

@@ -1,0 +1,106 @@
+"""A demo world drawn with Pillow, so the API and admin are usable before any model is loaded."""
+
+import io
+import json
+import random
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFilter
+
+from annotate import services
+from annotate.images import image_store
+from annotate.models import Pair, Prompt, Round, Taste
+
+SHAPES = ("circle", "square", "triangle")
+COLOURS = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (40, 160, 70), "yellow": (225, 200, 40)}
+DEMO_TASTE = "demo"
+DEMO_ANNOTATORS = ("alice", "bob")
+DEMO_LEAD = "lead"
+
+
+def draw_shape(*, shape: str, colour: str, seed: int, size: int = 256) -> bytes:
+    """A PNG of the named shape and colour on a background whose texture, tint and light vary with `seed`."""
+    rng = random.Random(seed)
+    tint = rng.choice([(235, 215, 190), (190, 210, 235), (215, 215, 215)])
+    light = rng.uniform(0.45, 1.0)
+    background = tuple(int(c * light) for c in tint)
+    canvas = PILImage.new("RGB", (size, size), background)
+    if rng.random() < 0.5:  # textured background: blurred noise blended over the tint
+        noise = PILImage.effect_noise((size, size), rng.uniform(30, 90)).convert("RGB")
+        canvas = PILImage.blend(canvas, noise.filter(ImageFilter.GaussianBlur(rng.uniform(0, 2))), 0.35)
+    draw = ImageDraw.Draw(canvas)
+    radius = rng.uniform(0.18, 0.32) * size
+    cx, cy = (rng.uniform(0.35, 0.65) * size for _ in range(2))
+    box = (cx - radius, cy - radius, cx + radius, cy + radius)
+    fill = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(cx, cy - radius), (cx + radius, cy + radius), (cx - radius, cy + radius)], fill=fill)
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()
+
+
+@transaction.atomic
+def demo_round_seed(*, taste: Taste, pairs: int = 60, overlap: int = 2, seed: int = 0) -> Round:
+    """A round in the annotating state holding `pairs` procedurally drawn train pairs."""
+    rng = random.Random(seed)
+    number = (taste.rounds.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    round_ = Round.objects.create(
+        taste=taste, number=number, state=Round.State.ANNOTATING, pair_quota=pairs, label_quota=pairs * overlap,
+        overlap=overlap, sampling_config={"source": "demo drawing"},
+    )
+    for index in range(pairs):
+        shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        prompt = Prompt.objects.create(text=f"a {colour} {shape}", tags=["demo", shape, colour])
+        seed_a, seed_b = rng.randrange(2**31), rng.randrange(2**31)
+        images = [
+            image_store(
+                prompt=prompt, seed=s, params={"drawing": "demo"}, data=draw_shape(shape=shape, colour=colour, seed=s)
+            )
+            for s in (seed_a, seed_b)
+        ]
+        Pair.objects.create(
+            round=round_, taste=taste, prompt=prompt, image_a=images[0], image_b=images[1], overlap=overlap
+        )
+    return round_
+
+
+def demo_world_seed(*, pairs: int = 60) -> dict[str, str]:
+    """The demo taste, a lead and two annotators, and one round of pairs; returns username → password.
+
+    Safe to run again: existing users and the round are kept, and the saved logins are returned.
+    """
+    logins_file = Path(settings.MEDIA_ROOT).parent / "demo-logins.json"
+    if Taste.objects.filter(slug=DEMO_TASTE).exists() and logins_file.exists():
+        return json.loads(logins_file.read_text())
+    logins = {}
+    with transaction.atomic():
+        taste = Taste.objects.filter(slug=DEMO_TASTE).first() or services.taste_create(
+            slug=DEMO_TASTE, name="Demo taste", description="Procedurally drawn shapes; judge by texture and light."
+        )
+        User = get_user_model()
+        for username in (DEMO_LEAD, *DEMO_ANNOTATORS):
+            password = secrets.token_urlsafe(9)
+            user = User.objects.filter(username=username).first()
+            if user is None and username == DEMO_LEAD:
+                user, _ = services.lead_create(username=username, password=password)
+            elif user is None:
+                user, _ = services.annotator_create(username=username, tastes=[taste], password=password)
+            else:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            logins[username] = password
+        if not taste.rounds.exists():
+            demo_round_seed(taste=taste, pairs=pairs)
+    logins_file.parent.mkdir(parents=True, exist_ok=True)
+    logins_file.write_text(json.dumps(logins, indent=2))
+    return logins

@@ -1,0 +1,44 @@
+"""Storing image files: content-addressed, verified by Pillow, recorded with their sampling parameters."""
+
+import hashlib
+import io
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from annotate.models import Checkpoint, Image, Prompt
+
+
+def image_store(
+    *,
+    prompt: Prompt,
+    data: bytes,
+    checkpoint: Checkpoint | None = None,
+    seed: int | None = None,
+    params: dict | None = None,
+    diagnostics: dict | None = None,
+) -> Image:
+    """An Image row for the encoded file `data` (PNG, JPEG or WebP); the file is written once per content."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data), formats=["PNG", "JPEG", "WEBP"]) as decoded:
+        width, height = decoded.size
+        extension = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}[decoded.format]
+    sha256 = hashlib.sha256(data).hexdigest()
+    image = Image(
+        prompt=prompt,
+        checkpoint=checkpoint,
+        seed=seed,
+        params=params or {},
+        sha256=sha256,
+        width=width,
+        height=height,
+        diagnostics=diagnostics or {},
+    )
+    name = image.file.field.generate_filename(image, f"image{extension}")
+    if default_storage.exists(name):
+        image.file.name = name
+    else:
+        image.file.save(name, ContentFile(data), save=False)
+    image.save()
+    return image

@@ -1,0 +1,41 @@
+"""Every row lock of the app, in one place, each in primary-key order so lock order is fixed."""
+
+from django.db.models import Exists, F, OuterRef, QuerySet
+
+from annotate.models import Assignment, Pair, Round
+
+
+def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> QuerySet[Pair]:
+    """Pairs of a taste's open rounds that still need annotators and that this annotator may take,
+    locked FOR UPDATE SKIP LOCKED so concurrent claims pass over each other instead of waiting.
+
+    `started` picks pairs that someone already holds or judged (True) or untouched ones (False).
+    """
+    pairs = (
+        Pair.objects.filter(taste_id=taste_id, round__state__in=Round.OPEN_STATES, assigned_count__lt=F("overlap"))
+        .exclude(
+            # An expired lease of this annotator's own may be taken up again; anything else may not.
+            Exists(
+                Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(
+                    state=Assignment.State.EXPIRED
+                )
+            )
+        )
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("id")
+    )
+    return pairs.filter(assigned_count__gt=0) if started else pairs.filter(assigned_count=0)
+
+
+def lock_assignment(*, assignment_id: int) -> QuerySet[Assignment]:
+    """One assignment, locked until the end of the transaction (submit, skip, undo)."""
+    return Assignment.objects.select_for_update(of=("self",)).filter(pk=assignment_id)
+
+
+def lock_expired_leases(*, now) -> QuerySet[Assignment]:
+    """Leases past their expiry, skipping any a submission holds right now."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True)
+        .filter(state=Assignment.State.LEASED, lease_expires_at__lte=now)
+        .order_by("id")
+    )

@@ -1,0 +1,27 @@
+"""manage.py create_lead NAME: a research lead (admin and lead endpoints) and their API token."""
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate import services
+from annotate.errors import DomainError
+
+
+class Command(BaseCommand):
+    help = "Create a research lead (staff: admin and lead endpoints) and print an API token."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--password", help="Set a login password (or use --ask-password).")
+        parser.add_argument("--ask-password", action="store_true")
+
+    def handle(self, *args, username, password, ask_password, **options):
+        if ask_password:
+            password = getpass.getpass("Password: ")
+        try:
+            user, token = services.lead_create(username=username, password=password)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(f"Created lead '{user.username}'.")
+        self.stdout.write(f"API token: {token}")

@@ -1,0 +1,312 @@
+"""Domain models; the database guards the invariants (uniqueness, states, counts) with constraints."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Taste(models.Model):
+    """A named target aesthetic with its own cohort of annotators and checkpoint lineage."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TasteMembership", related_name="tastes", blank=True
+    )
+    current_checkpoint = models.ForeignKey(
+        "Checkpoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class TasteMembership(models.Model):
+    """An annotator's membership of a taste's cohort."""
+
+    taste = models.ForeignKey(Taste, on_delete=models.CASCADE)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["annotator", "taste"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} in {self.taste}"
+
+
+class BaseModel(models.Model):
+    """A diffusers pipeline folder on disk that checkpoints build on."""
+
+    class Kind(models.TextChoices):
+        FLUX = "flux", "FLUX"
+        SD = "sd", "Stable Diffusion"
+        SDXL = "sdxl", "Stable Diffusion XL"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    path = models.CharField(max_length=1000, help_text="Folder holding the diffusers model_index.json.")
+    default_steps = models.PositiveSmallIntegerField(default=28)
+    default_guidance = models.FloatField(default=3.5)
+    default_width = models.PositiveIntegerField(default=1024)
+    default_height = models.PositiveIntegerField(default=1024)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["flux", "sd", "sdxl"]), name="basemodel_kind_valid")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Checkpoint(models.Model):
+    """A base model plus a chain of LoRA folders: the parent's chain and this checkpoint's own LoRA."""
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        CURRENT = "current"
+        RETIRED = "retired"
+        REJECTED = "rejected"
+
+    taste = models.ForeignKey(Taste, on_delete=models.PROTECT, related_name="checkpoints")
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="checkpoints")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    lora_path = models.CharField(max_length=1000, blank=True, help_text="Empty for the bare base model.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["candidate", "current", "retired", "rejected"]),
+                name="checkpoint_status_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["taste"], condition=Q(status="current"), name="checkpoint_one_current_per_taste"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.taste}#{self.pk} ({self.status})"
+
+
+class Prompt(models.Model):
+    """A caption to sample from; held-out prompts are kept for evaluation pairs."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        HELDOUT = "heldout"
+
+    text = models.TextField()
+    tags = models.JSONField(default=list, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, default=Split.TRAIN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(split__in=["train", "heldout"]), name="prompt_split_valid")
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Round(models.Model):
+    """One turn of the loop: sample from the parent, collect labels, train, evaluate, promote."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        SAMPLING = "sampling"
+        ANNOTATING = "annotating"
+        TRAINING = "training"
+        EVALUATING = "evaluating"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    # States in which a round's pairs are handed to annotators.
+    OPEN_STATES = (State.SAMPLING, State.ANNOTATING, State.EVALUATING)
+
+    taste = models.ForeignKey(Taste, on_delete=models.PROTECT, related_name="rounds")
+    number = models.PositiveIntegerField()
+    parent_checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="child_rounds"
+    )
+    child_checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    pair_quota = models.PositiveIntegerField(default=500)
+    label_quota = models.PositiveIntegerField(default=1000)
+    overlap = models.PositiveSmallIntegerField(default=2)
+    sampling_config = models.JSONField(default=dict, blank=True)
+    training_config = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=["draft", "sampling", "annotating", "training", "evaluating", "done", "failed", "cancelled"]
+                ),
+                name="round_state_valid",
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="round_overlap_positive"),
+            models.UniqueConstraint(fields=["taste", "number"], name="round_number_unique_per_taste"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.taste} round {self.number} ({self.state})"
+
+
+
+def image_upload_path(image: "Image", filename: str) -> str:
+    # Content-addressed, so a file never changes under its URL and may be cached forever.
+    return f"images/{image.sha256[:2]}/{image.sha256}{filename[filename.rfind('.'):]}"
+
+
+class Image(models.Model):
+    """A generated (or imported) image with everything needed to make it again."""
+
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="images")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="images")
+    seed = models.BigIntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to=image_upload_path)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    diagnostics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"image {self.pk} ({self.width}×{self.height})"
+
+
+class Pair(models.Model):
+    """Two images of one prompt, to be judged by `overlap` different annotators."""
+
+    class Kind(models.TextChoices):
+        TRAIN = "train"
+        EVAL = "eval"
+        GOLD = "gold"
+
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="pairs")
+    taste = models.ForeignKey(Taste, on_delete=models.PROTECT, related_name="pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="pairs")
+    image_a = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    image_b = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
+    overlap = models.PositiveSmallIntegerField(default=2, help_text="Judgements this pair needs.")
+    # Live leases plus judgements; kept by the services, bounded by the constraints below.
+    assigned_count = models.PositiveSmallIntegerField(default=0, editable=False)
+    judged_count = models.PositiveSmallIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["train", "eval", "gold"]), name="pair_kind_valid"),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="pair_overlap_positive"),
+            models.CheckConstraint(condition=Q(assigned_count__lte=F("overlap")), name="pair_not_over_assigned"),
+            models.CheckConstraint(
+                condition=Q(judged_count__lte=F("assigned_count")), name="pair_judged_within_assigned"
+            ),
+            models.CheckConstraint(condition=~Q(image_a=F("image_b")), name="pair_images_distinct"),
+        ]
+        indexes = [
+            # The claim's scan: open pairs of a taste, fullest first.
+            models.Index(
+                fields=["taste", "-assigned_count", "id"],
+                condition=Q(assigned_count__lt=F("overlap")),
+                name="pair_open_by_taste",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} ({self.kind}, {self.judged_count}/{self.overlap})"
+
+
+class Assignment(models.Model):
+    """A pair leased to one annotator, with the side each image is shown on."""
+
+    class State(models.TextChoices):
+        LEASED = "leased"
+        JUDGED = "judged"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
+    left_is_a = models.BooleanField(help_text="True when image A is shown on the left.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.LEASED)
+    claimed_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "annotator"], name="assignment_unique_pair_annotator"),
+            models.CheckConstraint(
+                condition=Q(state__in=["leased", "judged", "skipped", "expired"]), name="assignment_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_expires_at__gt=F("claimed_at")), name="assignment_lease_after_claim"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["lease_expires_at"], condition=Q(state="leased"), name="assignment_live_leases"),
+            models.Index(fields=["annotator", "state"], name="assignment_by_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} ({self.state})"
+
+
+class Judgement(models.Model):
+    """An annotator's verdict on a pair, stored relative to images A/B, never to screen sides."""
+
+    class Choice(models.TextChoices):
+        A = "a"
+        B = "b"
+        TIE = "tie"
+        BOTH_BAD = "both_bad"
+
+    class Flag(models.TextChoices):
+        WAXY_SKIN = "waxy_skin"
+        BLURRY_BACKGROUND = "blurry_background"
+        FLAT_COLOUR = "flat_colour"
+        OVERSATURATED = "oversaturated"
+        BLAND_COMPOSITION = "bland_composition"
+        ARTIFACTS = "artifacts"
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgement")
+    # Denormalised from the assignment so exports and agreement queries need no join, and so the
+    # database itself refuses a second judgement of one pair by one annotator.
+    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="judgements")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    client_uuid = models.UUIDField(unique=True, default=uuid.uuid4)
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    flags_a = models.JSONField(default=list, blank=True)
+    flags_b = models.JSONField(default=list, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie", "both_bad"]), name="judgement_choice_valid"),
+            models.UniqueConstraint(fields=["pair", "annotator"], name="judgement_unique_pair_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="judgement_by_annotator_time")]
+
+    def __str__(self) -> str:
+        return f"judgement {self.pk}: {self.choice}"

@@ -1,0 +1,89 @@
+"""Shared fixtures: a taste with annotators, rounds full of pairs, and API clients."""
+
+import io
+import itertools
+
+import pytest
+from django.utils import timezone
+from PIL import Image as PILImage
+from rest_framework.test import APIClient
+
+from annotate import services
+from annotate.images import image_store
+from annotate.models import Image, Pair, Prompt, Round, Taste
+
+_names = itertools.count()
+
+
+def png_bytes(colour: tuple[int, int, int] = (128, 64, 32), size: tuple[int, int] = (8, 8)) -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def taste(db) -> Taste:
+    return services.taste_create(slug="portraits", name="Portraits")
+
+
+def make_annotator(taste: Taste | None, name: str | None = None):
+    user, token = services.annotator_create(
+        username=name or f"annotator-{next(_names)}", tastes=[taste] if taste else [], password="pw-annotator-1"
+    )
+    user.token = token
+    return user
+
+
+def make_lead(name: str | None = None):
+    user, token = services.lead_create(username=name or f"lead-{next(_names)}", password="pw-lead-1")
+    user.token = token
+    return user
+
+
+@pytest.fixture
+def annotator(taste):
+    return make_annotator(taste)
+
+
+@pytest.fixture
+def other_annotator(taste):
+    return make_annotator(taste)
+
+
+@pytest.fixture
+def lead(db):
+    return make_lead()
+
+
+def make_round(taste: Taste, *, pairs: int, overlap: int = 2, state: str = Round.State.ANNOTATING) -> Round:
+    """A round with `pairs` pairs; the images are distinct rows sharing two stored files, for speed."""
+    number = Round.objects.filter(taste=taste).count() + 1
+    round_ = Round.objects.create(taste=taste, number=number, state=state, overlap=overlap, pair_quota=pairs)
+    prompt = Prompt.objects.create(text=f"a test prompt {number}")
+    first = image_store(prompt=prompt, data=png_bytes((200, 10, 10)), seed=1)
+    second = image_store(prompt=prompt, data=png_bytes((10, 10, 200)), seed=2)
+    images = Image.objects.bulk_create(
+        Image(prompt=prompt, seed=i, file=source.file.name, sha256=source.sha256, width=8, height=8)
+        for i, source in zip(range(2 * pairs), itertools.cycle([first, second]))
+    )
+    Pair.objects.bulk_create(
+        Pair(round=round_, taste=taste, prompt=prompt, image_a=images[2 * i], image_b=images[2 * i + 1], overlap=overlap)
+        for i in range(pairs)
+    )
+    return round_
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user.token}")
+    return client
+
+
+def later(**kwargs):
+    return timezone.now() + timezone.timedelta(**kwargs)
