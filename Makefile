@@ -45,6 +45,7 @@ test: install services
 	$(TEST_ENV) $(PY) manage.py check --deploy --fail-level WARNING
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	$(TEST_ENV) $(PY) manage.py collectstatic --noinput -v0
 	$(TEST_ENV) $(TEST_HTTP_ENV) $(VENV)/bin/pytest $(ARGS)
 
 # Run part of the suite, e.g. `make pytest ARGS="-k claim -x"` (services must be up).

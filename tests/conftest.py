@@ -2,6 +2,12 @@
 
 import io
 import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -13,6 +19,8 @@ from annotate.images import image_store
 from annotate.models import Image, Pair, Prompt, Round, Taste
 
 _names = itertools.count()
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
 
 
 def png_bytes(colour: tuple[int, int, int] = (128, 64, 32), size: tuple[int, int] = (8, 8)) -> bytes:
@@ -87,3 +95,56 @@ def client_for(user) -> APIClient:
 
 def later(**kwargs):
     return timezone.now() + timezone.timedelta(**kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real Celery worker (solo pool) on the Redis broker, using the test database; stopped after the test."""
+    from django.db import connection
+
+    from chisel.celery import app
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    app.control.purge()
+    log = (tmp_path / "worker.log").open("w+")
+    worker = subprocess.Popen(
+        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "--hostname", f"test-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: app.control.ping(timeout=0.5), timeout=60, what="the Celery worker to answer")
+        yield worker
+    finally:
+        stop(worker)
+        log.seek(0)
+        print(log.read()[-4000:])
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

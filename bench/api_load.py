@@ -1,0 +1,497 @@
+"""Load benchmark of the annotator API: simulated annotators claim and judge pairs against gunicorn on PostgreSQL.
+
+The script builds its own world and tears down what it started:
+
+1. drops and recreates a dedicated PostgreSQL database (default `chisel_bench`; the name must contain
+   "bench", so a real database is never dropped by mistake), migrates it, and seeds a taste `bench`,
+   annotators `bench-0`, `bench-1`, … with API tokens, and one annotating round of `--pairs` pairs;
+2. starts gunicorn (`chisel.wsgi`) on a free port of 127.0.0.1, with images under a temporary MEDIA_ROOT;
+3. runs `--annotators` threads, each with its own keep-alive connection, looping
+   GET /api/v1/assignments/next/ → sleep `--think` → POST /api/v1/judgements/, for `--duration`
+   seconds after `--warmup` seconds whose calls are not counted;
+4. asks the database whether any pair was handed out beyond its overlap, or twice to one annotator;
+5. prints a table, and as the last line of stdout one JSON object with the same figures.
+
+`--scenario all` runs the two target scenarios against one world and one server:
+throughput (20 annotators, no think time; target ≥ 150 labels/s) and latency (50 annotators,
+1 s think time; target p99 ≤ 50 ms for both calls). Zero duplicate handouts is a target of every run.
+Targets are reported as PASS/FAIL and never change the exit status.
+
+    .venv/bin/python bench/api_load.py --scenario all
+    .venv/bin/python bench/api_load.py --annotators 30 --think 0.2 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
+TASTE = "bench"
+NEXT_PATH = f"/api/v1/assignments/next/?taste={TASTE}&prefetch=1"
+SUBMIT_PATH = "/api/v1/judgements/"
+CHOICES = ("left", "right", "tie")
+
+# Gunicorn defaults, measured on the 2-core development VM with `--scenario all` (client, server and
+# PostgreSQL share the two cores, so everything is CPU-bound):
+#   sync,     5 workers (2*cores+1): see the report in the commit that added this file
+#   sync,     3 / 4 workers:        likewise
+#   gthread,  2 workers x 4 threads, 3 x 4, 4 x 2
+# The default below is the best of those; `--workers/--worker-class/--threads` override it.
+DEFAULT_WORKERS = 4
+DEFAULT_WORKER_CLASS = "sync"
+DEFAULT_THREADS = 1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    annotators: int
+    think_s: float
+    # Targets checked for this scenario (duplicate handouts are always checked).
+    min_labels_per_s: float | None = None
+    max_p99_ms: float | None = None
+
+
+SCENARIOS = {
+    "throughput": Scenario("throughput", annotators=20, think_s=0.0, min_labels_per_s=150.0),
+    "latency": Scenario("latency", annotators=50, think_s=1.0, max_p99_ms=50.0),
+}
+
+
+@dataclass
+class ServerConfig:
+    workers: int
+    worker_class: str
+    threads: int
+
+
+@dataclass
+class AnnotatorLog:
+    """What one simulated annotator saw; merged after the run, so threads never share state."""
+
+    next_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    labels: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    handed: list[tuple[int, int]] = field(default_factory=list)  # (assignment id, pair id)
+    exhausted: bool = False
+
+
+# --- the world -------------------------------------------------------------------------------------
+
+SEED_SNIPPET = """
+import io, json, sys
+import django
+django.setup()
+from django.db import transaction
+from PIL import Image as PILImage
+from annotate import services
+from annotate.images import image_store
+from annotate.models import Image, Pair, Prompt, Round
+
+args = json.loads(sys.argv[1])
+pairs, overlap, batch = args["pairs"], args["overlap"], 2000
+
+def png(colour):
+    out = io.BytesIO()
+    PILImage.new("RGB", (64, 64), colour).save(out, format="PNG")
+    return out.getvalue()
+
+with transaction.atomic():
+    taste = services.taste_create(slug=args["taste"])
+    tokens = [services.annotator_create(username=f"bench-{i}", tastes=[taste])[1] for i in range(args["annotators"])]
+    round_ = Round.objects.create(
+        taste=taste, number=1, state=Round.State.ANNOTATING, pair_quota=pairs, label_quota=pairs * overlap,
+        overlap=overlap,
+    )
+    prompts = Prompt.objects.bulk_create((Prompt(text=f"bench prompt {i}") for i in range(pairs)), batch_size=batch)
+    # Two real files; every pair gets two Image rows of its own that point at them.
+    files = [image_store(prompt=prompts[0], data=png(c)) for c in ((200, 40, 40), (40, 80, 210))]
+    images = Image.objects.bulk_create(
+        (Image(prompt=p, file=f.file.name, sha256=f.sha256, width=f.width, height=f.height) for p in prompts for f in files),
+        batch_size=batch,
+    )
+    Pair.objects.bulk_create(
+        (
+            Pair(round=round_, taste=taste, prompt=p, image_a=images[2 * i], image_b=images[2 * i + 1], overlap=overlap)
+            for i, p in enumerate(prompts)
+        ),
+        batch_size=batch,
+    )
+print(json.dumps(tokens))
+"""
+
+
+def database_recreate(database_url: str) -> None:
+    """Drop and create the bench database, connected to the server's `postgres` database."""
+    name = urlsplit(database_url).path.lstrip("/")
+    if "bench" not in name:
+        sys.exit(f"Refusing to drop database '{name}': a bench database's name must contain 'bench'.")
+    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def django_env(database_url: str, media_root: str) -> dict[str, str]:
+    """The environment of every Django process of the bench: its own database, files and settings."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chisel.settings",
+        "DATABASE_URL": database_url,
+        "MEDIA_ROOT": media_root,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "CHISEL_ENV_FILE": "/dev/null",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
+    }
+
+
+def world_build(*, env: dict[str, str], annotators: int, pairs: int, overlap: int) -> list[str]:
+    """Migrate the (empty) database and seed it; returns the annotators' API tokens."""
+    database_recreate(env["DATABASE_URL"])
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    args = {"taste": TASTE, "annotators": annotators, "pairs": pairs, "overlap": overlap}
+    seeded = subprocess.run(
+        [PYTHON, "-c", SEED_SNIPPET, json.dumps(args)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(seeded.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(*, env: dict[str, str], config: ServerConfig, token: str) -> Iterator[int]:
+    """A gunicorn serving chisel.wsgi on a free port, answering `token`'s requests; yields the port."""
+    port = free_port()
+    command = [
+        GUNICORN, "chisel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(config.workers),
+        "--worker-class", config.worker_class, "--threads", str(config.threads),
+        "--log-level", "warning", "--no-control-socket", "--keep-alive", "5",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port, token):
+            if server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with status {server.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not answer within 60 s")
+            time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _answers(port: int, token: str) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/api/v1/me/", headers={"Authorization": f"Token {token}"})
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+# --- the load --------------------------------------------------------------------------------------
+
+
+def annotate_loop(
+    *, port: int, token: str, think_s: float, measure_from: float, stop_at: float, log: AnnotatorLog
+) -> None:
+    """One annotator: claim, think, judge, until `stop_at` or until nothing is left to judge.
+
+    Calls that complete before `measure_from` (the warm-up) or after `stop_at` are not recorded.
+    """
+    rng = random.Random()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float, bool]:
+        started = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            status, payload = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()  # reconnects on the next request
+            status, payload = 0, type(exc).__name__.encode()
+        ended = time.perf_counter()
+        return status, payload, (ended - started) * 1000, measure_from <= ended <= stop_at
+
+    while time.perf_counter() < stop_at:
+        status, payload, ms, counted = call("GET", NEXT_PATH)
+        if counted:
+            log.next_ms.append(ms)
+        if status == 204:
+            log.exhausted = True
+            break
+        if status != 200:
+            if counted:
+                log.errors[f"next {status or payload.decode()}"] += 1
+            time.sleep(0.05)
+            continue
+        assignment = json.loads(payload)[0]
+        log.handed.append((assignment["id"], assignment["pair_id"]))
+        if think_s:
+            time.sleep(max(0.0, min(think_s, stop_at - time.perf_counter())))
+        body = {
+            "assignment": assignment["id"],
+            "choice": rng.choice(CHOICES),
+            "client_uuid": str(uuid.uuid4()),
+            "duration_ms": int(think_s * 1000) + rng.randrange(500),
+        }
+        status, payload, ms, counted = call("POST", SUBMIT_PATH, json.dumps(body).encode())
+        if counted:
+            log.submit_ms.append(ms)
+            if status == 201:
+                log.labels += 1
+            elif not 200 <= status < 300:
+                log.errors[f"submit {status or payload.decode()}"] += 1
+    conn.close()
+
+
+def load_run(*, port: int, tokens: list[str], think_s: float, warmup_s: float, duration_s: float) -> list[AnnotatorLog]:
+    """Run one thread per token for warm-up plus duration; returns each annotator's log."""
+    logs = [AnnotatorLog() for _ in tokens]
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+    threads = [
+        threading.Thread(
+            target=annotate_loop,
+            kwargs=dict(port=port, token=t, think_s=think_s, measure_from=measure_from, stop_at=stop_at, log=log),
+            daemon=True,
+        )
+        for t, log in zip(tokens, logs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return logs
+
+
+# --- the checks and figures ------------------------------------------------------------------------
+
+
+def duplicate_handouts_in_database(database_url: str) -> int:
+    """Pairs leased or judged by more annotators than their overlap, plus (pair, annotator) repeats.
+
+    This is the authority; the client-side count only cross-checks it.
+    """
+    over_overlap = """
+        SELECT count(*) FROM (
+            SELECT a.pair_id FROM annotate_assignment a JOIN annotate_pair p ON p.id = a.pair_id
+            WHERE a.state IN ('leased', 'judged')
+            GROUP BY a.pair_id, p.overlap HAVING count(*) > p.overlap
+        ) AS over
+    """
+    repeated = """
+        SELECT count(*) FROM (
+            SELECT pair_id, annotator_id FROM annotate_assignment GROUP BY pair_id, annotator_id HAVING count(*) > 1
+        ) AS repeated
+    """
+    with psycopg.connect(database_url) as conn:
+        return sum(conn.execute(query).fetchone()[0] for query in (over_overlap, repeated))
+
+
+def duplicate_handouts_seen(logs: list[AnnotatorLog], overlap: int) -> int:
+    """Assignments handed to two annotators, plus pairs handed to more annotators than their overlap.
+
+    No lease expires and nothing is skipped during a run, so every handout still counts against overlap.
+    """
+    annotators_of_assignment: dict[int, set[int]] = {}
+    annotators_of_pair: dict[int, set[int]] = {}
+    for annotator, log in enumerate(logs):
+        for assignment_id, pair_id in log.handed:
+            annotators_of_assignment.setdefault(assignment_id, set()).add(annotator)
+            annotators_of_pair.setdefault(pair_id, set()).add(annotator)
+    return sum(len(a) > 1 for a in annotators_of_assignment.values()) + sum(
+        len(a) > overlap for a in annotators_of_pair.values()
+    )
+
+
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 in milliseconds (nearest rank), None when there are no samples."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None}
+    rank = lambda q: ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]  # noqa: E731
+    return {"p50": round(rank(0.50), 2), "p95": round(rank(0.95), 2), "p99": round(rank(0.99), 2)}
+
+
+def figures(
+    *, scenario: Scenario, logs: list[AnnotatorLog], server: ServerConfig, duration_s: float, db_dups: int, overlap: int
+) -> dict:
+    errors = sum((log.errors for log in logs), Counter())
+    result = {
+        "scenario": scenario.name,
+        "labels_per_s": round(sum(log.labels for log in logs) / duration_s, 1),
+        "labels": sum(log.labels for log in logs),
+        "next_ms": percentiles([ms for log in logs for ms in log.next_ms]),
+        "submit_ms": percentiles([ms for log in logs for ms in log.submit_ms]),
+        "requests": sum(len(log.next_ms) + len(log.submit_ms) for log in logs),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "duplicate_handouts": db_dups,
+        "duplicate_handouts_client": duplicate_handouts_seen(logs, overlap),
+        "pool_exhausted": any(log.exhausted for log in logs),
+        "annotators": scenario.annotators,
+        "think_s": scenario.think_s,
+        "workers": server.workers,
+        "worker_class": server.worker_class,
+        "threads": server.threads,
+        "duration_s": duration_s,
+    }
+    result["targets"] = targets(scenario, result)
+    return result
+
+
+def targets(scenario: Scenario, result: dict) -> dict[str, bool]:
+    checks = {"duplicate_handouts == 0": result["duplicate_handouts"] == 0}
+    if scenario.min_labels_per_s is not None:
+        checks[f"labels_per_s >= {scenario.min_labels_per_s:g}"] = result["labels_per_s"] >= scenario.min_labels_per_s
+    if scenario.max_p99_ms is not None:
+        p99s = (result["next_ms"]["p99"], result["submit_ms"]["p99"])
+        checks[f"p99 <= {scenario.max_p99_ms:g} ms"] = all(p is not None and p <= scenario.max_p99_ms for p in p99s)
+    return checks
+
+
+def table(result: dict) -> str:
+    def ms(d: dict) -> str:
+        return " / ".join("-" if d[k] is None else f"{d[k]:.1f}" for k in ("p50", "p95", "p99"))
+
+    server = f"{result['workers']} {result['worker_class']}" + (
+        f" x {result['threads']} threads" if result["worker_class"] == "gthread" else ""
+    )
+    rows = [
+        ("labels/s", f"{result['labels_per_s']:.1f}  ({result['labels']} labels)"),
+        ("next ms p50/p95/p99", ms(result["next_ms"])),
+        ("submit ms p50/p95/p99", ms(result["submit_ms"])),
+        ("errors", f"{result['errors']}  {result['error_kinds'] or ''}".rstrip()),
+        ("duplicate handouts", f"{result['duplicate_handouts']} (client saw {result['duplicate_handouts_client']})"),
+        ("annotators", str(result["annotators"])),
+        ("think time s", f"{result['think_s']:g}"),
+        ("workers", server),
+        ("duration s", f"{result['duration_s']:g}" + ("  (pool ran out of pairs!)" if result["pool_exhausted"] else "")),
+    ]
+    rows += [(f"target {name}", "PASS" if ok else "FAIL") for name, ok in result["targets"].items()]
+    width = max(len(name) for name, _ in rows)
+    title = f"== {result['scenario']} =="
+    return "\n".join([title, *(f"{name:<{width}}  {value}" for name, value in rows)])
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Progress goes to stderr.")
+    parser.add_argument(
+        "--scenario", choices=["custom", *SCENARIOS, "all"], default="custom",
+        help="a target scenario, or all of them in one go; custom (default) uses --annotators and --think",
+    )  # fmt: skip
+    parser.add_argument("--annotators", type=int, default=20, help="simulated annotators (threads) [20]")
+    parser.add_argument("--think", type=float, default=0.0, help="seconds between claiming and judging [0]")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per scenario [20]")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring [3]")
+    parser.add_argument("--pairs", type=int, default=20000, help="pairs in the round [20000]")
+    parser.add_argument("--overlap", type=int, default=2, help="annotators per pair [2]")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"gunicorn workers [{DEFAULT_WORKERS}]")
+    parser.add_argument(
+        "--worker-class", choices=["sync", "gthread"], default=DEFAULT_WORKER_CLASS,
+        help=f"gunicorn worker class [{DEFAULT_WORKER_CLASS}]",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per gthread worker")
+    parser.add_argument(
+        "--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench",
+        help="the bench database, dropped and recreated; its name must contain 'bench' [%(default)s]",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.scenario == "all":
+        scenarios = list(SCENARIOS.values())
+    elif args.scenario == "custom":
+        scenarios = [Scenario("custom", annotators=args.annotators, think_s=args.think)]
+    else:
+        scenarios = [SCENARIOS[args.scenario]]
+    server = ServerConfig(args.workers, args.worker_class, args.threads)
+    media_root = tempfile.mkdtemp(prefix="chisel-bench-media-")
+    env = django_env(args.database_url, media_root)
+    results = []
+    try:
+        print(f"Building the world in {args.database_url} ({args.pairs} pairs)…", file=sys.stderr)
+        started = time.perf_counter()
+        tokens = world_build(
+            env=env, annotators=max(s.annotators for s in scenarios), pairs=args.pairs, overlap=args.overlap
+        )
+        print(f"…built in {time.perf_counter() - started:.1f} s; starting gunicorn.", file=sys.stderr)
+        with gunicorn(env=env, config=server, token=tokens[0]) as port:
+            for scenario in scenarios:
+                print(
+                    f"Running {scenario.name}: {scenario.annotators} annotators, think {scenario.think_s:g} s, "
+                    f"{args.warmup:g} s warm-up + {args.duration:g} s…",
+                    file=sys.stderr,
+                )
+                logs = load_run(
+                    port=port, tokens=tokens[: scenario.annotators], think_s=scenario.think_s,
+                    warmup_s=args.warmup, duration_s=args.duration,
+                )  # fmt: skip
+                db_dups = duplicate_handouts_in_database(args.database_url)
+                result = figures(
+                    scenario=scenario, logs=logs, server=server, duration_s=args.duration, db_dups=db_dups,
+                    overlap=args.overlap,
+                )  # fmt: skip
+                results.append(result)
+                print(table(result) + "\n", flush=True)
+    finally:
+        shutil.rmtree(media_root, ignore_errors=True)
+    if len(results) == 1:
+        print(json.dumps(results[0]))
+    else:
+        print(json.dumps({"scenarios": {r["scenario"]: r for r in results}}))
+
+
+if __name__ == "__main__":
+    main()
