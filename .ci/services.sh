@@ -23,6 +23,11 @@ if ! command -v pg_isready >/dev/null || ! pg_up; then
   as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" || true
 fi
 
+# The database the test settings name (pytest-django creates test_chisel beside it).
+export PGPASSWORD=postgres
+psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'chisel'" | grep -q 1 \
+  || createdb -h 127.0.0.1 -U postgres chisel
+
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
 if ! command -v redis-cli >/dev/null || ! redis_up; then
   command -v redis-server >/dev/null || { echo "Installing Redis…"; apt_install redis-server; }

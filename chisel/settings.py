@@ -150,12 +150,13 @@ CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = env.path("CELERY_FS_DIR", default=BASE_DIR / "var" / "celery")
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (Path(_queue_dir) / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(Path(_queue_dir) / "queue"),
         "data_folder_out": str(Path(_queue_dir) / "queue"),
         "processed_folder": str(Path(_queue_dir) / "processed"),
+        "control_folder": str(Path(_queue_dir) / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
