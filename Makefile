@@ -13,7 +13,7 @@ TEST_ENV = CHISEL_ENV_FILE=/dev/null SECRET_KEY=$$($(PY) -c 'import secrets; pri
 	DATABASE_URL=$(TEST_DB_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
 TEST_HTTP_ENV = SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false ALLOWED_HOSTS=localhost,127.0.0.1,testserver
 
-.PHONY: demo test install services pytest bench-api clean
+.PHONY: demo test install services browser pytest bench-api clean
 
 install: $(VENV)/.installed
 
@@ -41,7 +41,10 @@ demo: install .env
 services:
 	bash .ci/services.sh
 
-test: install services
+browser:
+	bash .ci/browser.sh
+
+test: install services browser
 	$(TEST_ENV) $(PY) manage.py check --deploy --fail-level WARNING
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null

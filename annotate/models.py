@@ -300,6 +300,9 @@ class Judgement(models.Model):
     flags_b = models.JSONField(default=list, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the annotator changed their mind (undo, then judge again) within the lease.
+    amended_at = models.DateTimeField(null=True, blank=True)
+    amendments = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -31,7 +31,8 @@ def assignments_with_images(*, ids: list[int]) -> list[Assignment]:
 
 
 def annotator_profile(*, annotator: AbstractBaseUser, now: datetime | None = None) -> dict:
-    """The annotator's tastes with their judgement counts, today (server time zone) and in all."""
+    """The annotator's tastes with their judgement counts: today (server time zone), in the taste's
+    newest open round, and in all."""
     now = now or timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {
@@ -40,21 +41,36 @@ def annotator_profile(*, annotator: AbstractBaseUser, now: datetime | None = Non
         .values("pair__taste")
         .annotate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=start_of_day)))
     }
-    tastes = [
+    tastes = list(Taste.objects.filter(annotators=annotator).order_by("slug"))
+    open_rounds: dict[int, Round] = {}
+    for round_ in Round.objects.filter(taste__in=tastes, state__in=Round.OPEN_STATES).order_by("taste", "-number"):
+        open_rounds.setdefault(round_.taste_id, round_)
+    in_round = dict(
+        Judgement.objects.filter(annotator=annotator, pair__round__in=open_rounds.values())
+        .values("pair__round")
+        .annotate(n=Count("id"))
+        .values_list("pair__round", "n")
+    )
+    rows = [
         {
             "slug": taste.slug,
             "name": taste.name,
             "judged_total": counts.get(taste.pk, {}).get("total", 0),
             "judged_today": counts.get(taste.pk, {}).get("today", 0),
+            "round": (
+                {"id": r.pk, "number": r.number, "state": r.state, "judged": in_round.get(r.pk, 0)}
+                if (r := open_rounds.get(taste.pk))
+                else None
+            ),
         }
-        for taste in Taste.objects.filter(annotators=annotator).order_by("slug")
+        for taste in tastes
     ]
     return {
         "username": annotator.get_username(),
         "is_lead": bool(annotator.is_staff),
-        "tastes": tastes,
-        "judged_total": sum(t["judged_total"] for t in tastes),
-        "judged_today": sum(t["judged_today"] for t in tastes),
+        "tastes": rows,
+        "judged_total": sum(t["judged_total"] for t in rows),
+        "judged_today": sum(t["judged_today"] for t in rows),
     }
 
 

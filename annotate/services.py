@@ -19,7 +19,7 @@ from annotate.access import access_own_assignment
 from annotate.errors import AssignmentClosed, DomainError, DuplicateClientUuid, LeaseExpired
 from annotate.models import Assignment, Judgement, Pair, Taste, TasteMembership
 
-SCREEN_CHOICES = ("left", "right", "tie", "both_bad")
+SCREEN_CHOICES = ("left", "right", "tie", "both_bad")  # as the annotator saw the screen
 FLAGS = tuple(Judgement.Flag.values)
 
 
@@ -135,6 +135,50 @@ def judgement_submit(
         Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.JUDGED, closed_at=now)
         Pair.objects.filter(pk=assignment.pair_id).update(judged_count=F("judged_count") + 1)
     return judgement, True
+
+
+def judgement_amend(
+    *,
+    annotator: AbstractBaseUser,
+    assignment_id: int,
+    choice: str,
+    flags_left: Iterable[str] = (),
+    flags_right: Iterable[str] = (),
+    duration_ms: int | None = None,
+    now: datetime | None = None,
+) -> Judgement:
+    """Replace the verdict on an assignment the annotator judged, while its lease still runs (undo, redo).
+
+    Sending the same amendment twice leaves the same judgement.
+    """
+    _check_choice(choice)
+    flags_left, flags_right = _check_flags(flags_left), _check_flags(flags_right)
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = locks.lock_assignment(assignment_id=assignment_id).first()
+        access_own_assignment(user=annotator, assignment=assignment, assignment_id=assignment_id)
+        if assignment.state != Assignment.State.JUDGED:
+            raise AssignmentClosed(f"Assignment {assignment_id} has no judgement to change ({assignment.state}).")
+        if assignment.lease_expires_at <= now:
+            raise LeaseExpired(
+                f"The judgement of assignment {assignment_id} can no longer be changed: its lease ended at "
+                f"{assignment.lease_expires_at.isoformat()}."
+            )
+        judgement = Judgement.objects.get(assignment=assignment)
+        flags_a, flags_b = (flags_left, flags_right) if assignment.left_is_a else (flags_right, flags_left)
+        new = {
+            "choice": _to_ab(choice, left_is_a=assignment.left_is_a),
+            "flags_a": flags_a,
+            "flags_b": flags_b,
+            "duration_ms": duration_ms,
+        }
+        if any(getattr(judgement, field) != value for field, value in new.items()):
+            for field, value in new.items():
+                setattr(judgement, field, value)
+            judgement.amended_at = now
+            judgement.amendments += 1
+            judgement.save(update_fields=[*new, "amended_at", "amendments"])
+    return judgement
 
 
 def _replayed(judgement: Judgement, *, annotator: AbstractBaseUser, assignment_id: int) -> Judgement:

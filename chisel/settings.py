@@ -139,7 +139,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"DefectFlag": "annotate.models.Judgement.Flag"},
+    "ENUM_NAME_OVERRIDES": {
+        "DefectFlag": "annotate.models.Judgement.Flag",
+        "ScreenChoice": "annotate.services.SCREEN_CHOICES",
+        "StoredChoice": "annotate.models.Judgement.Choice",
+    },
 }
 
 # Annotation

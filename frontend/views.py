@@ -1,15 +1,47 @@
-"""Page views: the landing page sends leads to the admin and shows annotators their tastes."""
+"""Page views: the landing page, the taste picker and the judging page."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotate import selectors
-from annotate.access import user_is_lead
+from annotate.access import access_taste_for_annotation, user_is_lead
+from annotate.errors import DomainError
+from annotate.models import Judgement
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """Leads without a cohort go to the admin; everyone else to the taste picker."""
     if user_is_lead(request.user) and not request.user.tastes.exists():
         return redirect("admin:index")
-    return render(request, "frontend/home.html", {"profile": selectors.annotator_profile(annotator=request.user)})
+    return redirect("annotate")
+
+
+@login_required
+def annotate_pick(request: HttpRequest) -> HttpResponse:
+    """The annotator's tastes; with only one, straight to its judging page."""
+    profile = selectors.annotator_profile(annotator=request.user)
+    if len(profile["tastes"]) == 1:
+        return redirect("annotate-taste", slug=profile["tastes"][0]["slug"])
+    return render(request, "frontend/pick.html", {"profile": profile})
+
+
+@login_required
+@ensure_csrf_cookie
+def annotate_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The judging page for one taste; everything after the first paint goes through the API."""
+    try:
+        taste = access_taste_for_annotation(user=request.user, slug=slug)
+    except DomainError as exc:
+        return render(request, "frontend/pick.html", {"error": exc.message,
+                      "profile": selectors.annotator_profile(annotator=request.user)}, status=exc.status)
+    config = {
+        "taste": taste.slug,
+        "tasteName": taste.name,
+        "username": request.user.get_username(),
+        "flags": [{"value": value, "label": label} for value, label in Judgement.Flag.choices],
+        "ahead": 3,
+    }
+    return render(request, "frontend/annotate.html", {"taste": taste, "config": config})

@@ -18,6 +18,9 @@ from annotate import services
 from annotate.images import image_store
 from annotate.models import Image, Pair, Prompt, Round, Taste
 
+# Playwright's sync API runs an event loop in the test thread; the ORM calls of the tests are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 _names = itertools.count()
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

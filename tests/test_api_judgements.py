@@ -191,5 +191,42 @@ def test_me_counts_judgements_per_taste(taste, annotator):
         submit(annotator, item["id"])
     me = client_for(annotator).get("/api/v1/me/").json()
     assert me["judged_today"] == me["judged_total"] == 2
-    assert me["tastes"] == [{"slug": "portraits", "name": "Portraits", "judged_today": 2, "judged_total": 2}]
+    assert me["tastes"] == [
+        {"slug": "portraits", "name": "Portraits", "judged_today": 2, "judged_total": 2,
+         "round": {"id": taste.rounds.get().pk, "number": 1, "state": "annotating", "judged": 2}}
+    ]
     assert me["is_lead"] is False
+
+
+def amend(user, assignment_id, **fields):
+    return client_for(user).put(f"/api/v1/assignments/{assignment_id}/judgement/", {"choice": "right", **fields},
+                                format="json")
+
+
+def test_amending_replaces_the_judgement_within_the_lease(taste, annotator):
+    make_round(taste, pairs=1)
+    (item,) = claim(annotator, taste)
+    Assignment.objects.filter(pk=item["id"]).update(left_is_a=True)
+    submit(annotator, item["id"], choice="left", flags_left=["artifacts"])
+    for _ in range(2):  # idempotent
+        response = amend(annotator, item["id"], choice="right", flags_right=["flat_colour"], duration_ms=900)
+        assert response.status_code == 200, response.content
+    judgement = Judgement.objects.get()
+    assert (judgement.choice, judgement.flags_a, judgement.flags_b) == ("b", [], ["flat_colour"])
+    assert judgement.amendments == 1 and judgement.amended_at is not None
+    assert Pair.objects.get().judged_count == 1
+
+
+def test_amending_is_refused_after_the_lease_or_before_judging_or_by_others(taste, annotator, other_annotator):
+    make_round(taste, pairs=2)
+    first, second = claim(annotator, taste, prefetch=2)
+    assert amend(annotator, second["id"]).json()["code"] == "assignment_closed"
+    submit(annotator, first["id"], choice="left")
+    assert amend(other_annotator, first["id"]).status_code == 403
+    Assignment.objects.filter(pk=first["id"]).update(
+        claimed_at=timezone.now() - timezone.timedelta(minutes=20),
+        lease_expires_at=timezone.now() - timezone.timedelta(minutes=10),
+    )
+    response = amend(annotator, first["id"])
+    assert response.status_code == 409 and response.json()["code"] == "lease_expired"
+    assert Judgement.objects.get().amendments == 0

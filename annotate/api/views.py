@@ -39,6 +39,7 @@ class AssignmentNextApi(APIView):
         id = serializers.IntegerField()
         pair_id = serializers.IntegerField()
         kind = serializers.CharField(source="pair.kind")
+        round = serializers.IntegerField(source="pair.round_id")
         prompt = serializers.CharField(source="pair.prompt.text")
         left = serializers.SerializerMethodField()
         right = serializers.SerializerMethodField()
@@ -98,6 +99,7 @@ class JudgementCreateApi(APIView):
         duration_ms = serializers.IntegerField(allow_null=True)
         client_uuid = serializers.UUIDField()
         created_at = serializers.DateTimeField()
+        amended_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema(
         request=InputSerializer,
@@ -126,6 +128,34 @@ class JudgementCreateApi(APIView):
         )
 
 
+class JudgementAmendApi(APIView):
+    """Change your judgement of an assignment while its lease runs (the page's undo); idempotent."""
+
+    @extend_schema_serializer(component_name="JudgementAmendInput")
+    class InputSerializer(serializers.Serializer):
+        choice = serializers.ChoiceField(choices=services.SCREEN_CHOICES)
+        flags_left = flag_field()
+        flags_right = flag_field()
+        duration_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: JudgementCreateApi.OutputSerializer, 403: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def put(self, request: Request, assignment_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgement = services.judgement_amend(
+            annotator=request.user,
+            assignment_id=assignment_id,
+            choice=data.validated_data["choice"],
+            flags_left=data.validated_data["flags_left"],
+            flags_right=data.validated_data["flags_right"],
+            duration_ms=data.validated_data.get("duration_ms"),
+        )
+        return Response(JudgementCreateApi.OutputSerializer(judgement).data)
+
+
 class AssignmentSkipApi(APIView):
     """Give a leased pair back without judging it; it is not offered to you again."""
 
@@ -151,6 +181,16 @@ class MeApi(APIView):
                 "name": serializers.CharField(),
                 "judged_today": serializers.IntegerField(),
                 "judged_total": serializers.IntegerField(),
+                "round": inline_serializer(
+                    "MeRound",
+                    {
+                        "id": serializers.IntegerField(),
+                        "number": serializers.IntegerField(),
+                        "state": serializers.CharField(),
+                        "judged": serializers.IntegerField(help_text="Your judgements in this round."),
+                    },
+                    allow_null=True,
+                ),
             },
             many=True,
         )

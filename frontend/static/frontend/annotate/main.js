@@ -1,0 +1,229 @@
+// The judging page: keys and clicks to verdicts, verdicts to the outbox, and the next pair on screen at once.
+import { api } from "./api.js";
+import { PairBuffer } from "./buffer.js";
+import { Outbox } from "./queue.js";
+import { Stage } from "./stage.js";
+
+const config = JSON.parse(document.getElementById("chisel-config").textContent);
+const FLAG_KEYS = ["q", "w", "e", "r", "t", "y"];
+const POLL_EMPTY_MS = 4000;
+const UNDO_DEPTH = 20;
+
+const flags = config.flags.map((flag, index) => ({ ...flag, key: FLAG_KEYS[index] }));
+const elements = {
+  progress: document.getElementById("progress"),
+  pending: document.getElementById("pending"),
+  empty: document.getElementById("empty"),
+  toast: document.getElementById("toast"),
+  help: document.getElementById("help"),
+};
+
+// Measurements for bench/ui_latency.py: key press to the next pair painted, in ms.
+window.chiselMetrics = { latencies: [], shown: 0 };
+
+let current = null; // { pair, flags: {left: Set, right: Set}, shownAt, redo }
+const history = []; // judged pairs, newest last, for undo
+const seen = new Set(); // assignments judged or skipped on this page
+const progress = { today: 0, round: null };
+
+const outbox = new Outbox({
+  storageKey: `chisel.outbox.${config.username}`,
+  onChange: (size) => {
+    elements.pending.hidden = size === 0;
+    elements.pending.textContent = `${size} waiting`;
+  },
+  onDropped: (entry, error) => toast(`Not stored: ${error.message}`),
+  onLoginNeeded: () => toast("Your session ended: log in again in another tab; your judgements are kept here.", 0),
+});
+const buffer = new PairBuffer({
+  taste: config.taste,
+  ahead: config.ahead,
+  held: () => new Set([...outbox.pendingAssignments(), ...(current ? [current.pair.id] : [])]),
+  seen,
+});
+const stage = new Stage({ flags, onFlag: toggleFlag });
+
+function toast(message, ms = 4000) {
+  elements.toast.textContent = message;
+  elements.toast.hidden = false;
+  clearTimeout(toast.timer);
+  if (ms) toast.timer = setTimeout(() => { elements.toast.hidden = true; }, ms);
+}
+
+function renderProgress() {
+  const round = progress.round ? ` · ${progress.round.judged} in round ${progress.round.number}` : "";
+  elements.progress.textContent = `${progress.today} today${round}`;
+}
+
+async function refreshProgress() {
+  try {
+    const me = await api.me();
+    const taste = me.tastes.find((t) => t.slug === config.taste);
+    progress.today = taste ? taste.judged_today : 0;
+    progress.round = taste ? taste.round : null;
+    renderProgress();
+  } catch { /* progress is a nicety; judging goes on */ }
+}
+
+function show(pair, { redo = false, flagged = null, pressedAt = null } = {}) {
+  current = { pair, flags: flagged || { left: new Set(), right: new Set() }, shownAt: 0, redo };
+  elements.empty.hidden = true;
+  stage.show(pair, current.flags);
+  const shown = current;
+  // Two frames later the pair is on screen: the annotator's clock starts there.
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    shown.shownAt = performance.now();
+    window.chiselMetrics.shown += 1;
+    if (pressedAt !== null) window.chiselMetrics.latencies.push(shown.shownAt - pressedAt);
+  }));
+}
+
+function advance(pressedAt = null) {
+  const next = buffer.take();
+  if (next) {
+    show(next, { pressedAt });
+  } else {
+    current = null;
+    stage.clear();
+    waitForPairs();
+  }
+  buffer.fill()?.catch(() => {});
+}
+
+async function waitForPairs() {
+  if (waitForPairs.running) return;
+  waitForPairs.running = true;
+  try {
+    while (!current) {
+      try { await buffer.fill(); } catch { /* offline: try again */ }
+      if (buffer.ready.length) { advance(); break; }
+      elements.empty.hidden = false;
+      await new Promise((resolve) => setTimeout(resolve, POLL_EMPTY_MS));
+    }
+  } finally {
+    waitForPairs.running = false;
+  }
+}
+
+function verdict(choice) {
+  return {
+    choice,
+    flags_left: [...current.flags.left],
+    flags_right: [...current.flags.right],
+    duration_ms: Math.round(performance.now() - (current.shownAt || performance.now())),
+  };
+}
+
+function choose(choice, pressedAt) {
+  if (!current) return;
+  const { pair } = current;
+  const body = verdict(choice);
+  if (current.redo) {
+    if (!outbox.rewriteWaiting(pair.id, body)) outbox.push({ kind: "amend", assignment: pair.id, body });
+  } else {
+    outbox.push({ kind: "submit", assignment: pair.id, body: { ...body, assignment: pair.id, client_uuid: crypto.randomUUID() } });
+    progress.today += 1;
+    if (progress.round && progress.round.id === pair.round) progress.round.judged += 1;
+    renderProgress();
+  }
+  history.push({ pair, flags: current.flags, choice });
+  if (history.length > UNDO_DEPTH) history.shift();
+  seen.add(pair.id);
+  stage.flicker(false);
+  advance(pressedAt);
+}
+
+function skip(pressedAt) {
+  if (!current) return;
+  if (current.redo) {
+    toast("This pair is judged already: choose again to change it.");
+    return;
+  }
+  outbox.push({ kind: "skip", assignment: current.pair.id });
+  seen.add(current.pair.id);
+  advance(pressedAt);
+}
+
+function undo() {
+  const last = history.at(-1);
+  if (!last) {
+    toast("Nothing to undo.");
+    return;
+  }
+  if (Date.parse(last.pair.lease_expires_at) <= Date.now()) {
+    toast("Too late to change that judgement: its lease has ended.");
+    return;
+  }
+  history.pop();
+  if (current) buffer.putBack(current.pair);
+  const flagged = { left: new Set(last.flags.left), right: new Set(last.flags.right) };
+  show(last.pair, { redo: true, flagged });
+  toast(`Undone (${last.choice.replace("_", " ")}): choose again.`);
+}
+
+function toggleFlag(side, flag) {
+  if (!current) return;
+  const set = current.flags[side];
+  if (set.has(flag)) set.delete(flag); else set.add(flag);
+  stage.renderFlags(current.flags);
+}
+
+function toggleHelp(force) {
+  elements.help.hidden = force === undefined ? !elements.help.hidden : !force;
+}
+
+const CHOICE_KEYS = { "1": "left", ArrowLeft: "left", "2": "right", ArrowRight: "right", "3": "tie", "0": "both_bad" };
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "?" || (event.key === "Escape" && !elements.help.hidden)) {
+    toggleHelp(event.key === "?" ? undefined : false);
+    event.preventDefault();
+    return;
+  }
+  if (!elements.help.hidden) return;
+  const pressedAt = performance.now();
+  if (CHOICE_KEYS[event.key] && !event.repeat) {
+    choose(CHOICE_KEYS[event.key], pressedAt);
+  } else if (event.key === "s" && !event.repeat) {
+    skip(pressedAt);
+  } else if (event.key === "Backspace") {
+    undo();
+  } else if (event.key === "z") {
+    if (!event.repeat) stage.loupe(true);
+  } else if (event.key === "f" && !event.repeat) {
+    stage.flicker(!stage.flickering);
+  } else if (FLAG_KEYS.includes(event.key.toLowerCase()) && !event.repeat) {
+    toggleFlag(event.shiftKey ? "right" : "left", flags[FLAG_KEYS.indexOf(event.key.toLowerCase())].value);
+  } else {
+    return;
+  }
+  event.preventDefault();
+});
+document.addEventListener("keyup", (event) => { if (event.key === "z" || event.key === "Z") stage.loupe(false); });
+window.addEventListener("blur", () => stage.loupe(false));
+
+for (const side of ["left", "right"]) {
+  document.getElementById(`frame-${side}`).addEventListener("click", () => choose(side, performance.now()));
+}
+for (const button of document.querySelectorAll("[data-action]")) {
+  button.addEventListener("click", (event) => {
+    event.currentTarget.blur();
+    const action = button.dataset.action;
+    if (action === "skip") skip(performance.now());
+    else if (action === "undo") undo();
+    else choose(action, performance.now());
+  });
+}
+document.getElementById("help-button").addEventListener("click", () => toggleHelp());
+elements.help.addEventListener("click", () => toggleHelp(false));
+document.getElementById("help-flags").innerHTML = "Defect flags, left image / right image: " + flags
+  .map((f) => `<kbd>${f.key}</kbd>/<kbd>⇧${f.key.toUpperCase()}</kbd> ${f.label.toLowerCase()}`).join(", ");
+window.addEventListener("online", () => outbox.pump());
+
+outbox.onChange(outbox.size);
+outbox.pump();
+renderProgress();
+refreshProgress();
+setInterval(refreshProgress, 60000);
+waitForPairs();

@@ -1,0 +1,93 @@
+// The outbox: judgements, amendments and skips wait in localStorage until the server has them,
+// so a network blip, a server restart or a page reload loses nothing.
+import { api, HttpError } from "./api.js";
+
+const RETRY_MAX_MS = 10000;
+
+// Answers that will never succeed however often they are retried: report them and drop the entry.
+function isFinal(error) {
+  return error instanceof HttpError && error.status >= 400 && error.status < 500
+    && ![401, 403, 408, 429].includes(error.status);
+}
+
+// 401, and 403 for a lost session or CSRF cookie: keep the entry and ask for a new login.
+function needsLogin(error) {
+  return error instanceof HttpError && (error.status === 401 || (error.status === 403 && !error.code));
+}
+
+export class Outbox {
+  constructor({ storageKey, onChange, onDropped, onLoginNeeded }) {
+    this.storageKey = storageKey;
+    this.onChange = onChange;
+    this.onDropped = onDropped;
+    this.onLoginNeeded = onLoginNeeded;
+    this.entries = JSON.parse(localStorage.getItem(storageKey) || "[]");
+    this.inFlight = null;
+    this.pumping = false;
+    this.acknowledged = new Set(); // assignment ids whose judgement the server holds
+  }
+
+  get size() { return this.entries.length; }
+
+  pendingAssignments() { return new Set(this.entries.map((e) => e.assignment)); }
+
+  push(entry) {
+    this.entries.push({ ...entry, attempts: 0 });
+    this.save();
+    this.pump();
+  }
+
+  // Undo, then a new verdict: rewrite a submission still waiting to be sent, if there is one.
+  rewriteWaiting(assignment, body) {
+    const waiting = this.entries.find((e) => e.assignment === assignment && e.kind === "submit" && e !== this.inFlight);
+    if (!waiting) return false;
+    Object.assign(waiting.body, body);
+    this.save();
+    return true;
+  }
+
+  save() {
+    localStorage.setItem(this.storageKey, JSON.stringify(this.entries));
+    this.onChange(this.entries.length);
+  }
+
+  async pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    let delay = 500;
+    try {
+      while (this.entries.length) {
+        const entry = this.entries[0];
+        this.inFlight = entry;
+        try {
+          await this.send(entry);
+          if (entry.kind !== "skip") this.acknowledged.add(entry.assignment);
+          delay = 500;
+        } catch (error) {
+          if (isFinal(error)) {
+            this.onDropped(entry, error);
+          } else {
+            entry.attempts += 1;
+            this.save();
+            if (needsLogin(error)) this.onLoginNeeded();
+            await new Promise((resolve) => setTimeout(resolve, delay));
+            delay = Math.min(delay * 2, RETRY_MAX_MS);
+            continue;
+          }
+        } finally {
+          this.inFlight = null;
+        }
+        this.entries.shift();
+        this.save();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  send(entry) {
+    if (entry.kind === "submit") return api.submit(entry.body);
+    if (entry.kind === "amend") return api.amend(entry.assignment, entry.body);
+    return api.skip(entry.assignment);
+  }
+}
