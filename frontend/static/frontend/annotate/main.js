@@ -85,18 +85,19 @@ function advance(pressedAt = null) {
   } else {
     current = null;
     stage.clear();
-    waitForPairs();
+    waitForPairs(pressedAt);
   }
   buffer.fill()?.catch(() => {});
 }
 
-async function waitForPairs() {
+// The buffer ran dry: poll until pairs come; the key press that found it empty is still timed.
+async function waitForPairs(pressedAt = null) {
   if (waitForPairs.running) return;
   waitForPairs.running = true;
   try {
     while (!current) {
       try { await buffer.fill(); } catch { /* offline: try again */ }
-      if (buffer.ready.length) { advance(); break; }
+      if (buffer.ready.length) { advance(pressedAt); break; }
       elements.empty.hidden = false;
       await new Promise((resolve) => setTimeout(resolve, POLL_EMPTY_MS));
     }
