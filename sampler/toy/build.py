@@ -74,7 +74,7 @@ def tiny_sd(words: list[str], *, seed: int = 0, prediction_type: str = "epsilon"
     )
     scheduler = DDPMScheduler(
         num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-        prediction_type=prediction_type, clip_sample=False, steps_offset=1, set_alpha_to_one=False,
+        prediction_type=prediction_type, clip_sample=False, steps_offset=1,
     )
     return StableDiffusionPipeline(
         vae=_vae(latent_channels=4), text_encoder=_clip_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
