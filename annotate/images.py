@@ -11,7 +11,8 @@ from annotate.models import Checkpoint, Image, Prompt
 
 def image_store(
     *,
-    prompt: Prompt,
+    prompt: Prompt | None = None,
+    prompt_id: int | None = None,
     data: bytes,
     checkpoint: Checkpoint | None = None,
     seed: int | None = None,
@@ -27,6 +28,7 @@ def image_store(
     sha256 = hashlib.sha256(data).hexdigest()
     image = Image(
         prompt=prompt,
+        prompt_id=prompt_id if prompt is None else prompt.pk,
         checkpoint=checkpoint,
         seed=seed,
         params=params or {},

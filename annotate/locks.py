@@ -39,3 +39,8 @@ def lock_expired_leases(*, now) -> QuerySet[Assignment]:
         .filter(state=Assignment.State.LEASED, lease_expires_at__lte=now)
         .order_by("id")
     )
+
+
+def lock_round(*, round_id: int) -> QuerySet[Round]:
+    """One round, locked for a state change or a sampling reservation."""
+    return Round.objects.select_for_update(of=("self",)).filter(pk=round_id)

@@ -54,6 +54,9 @@ class BaseModel(models.Model):
     default_guidance = models.FloatField(default=3.5)
     default_width = models.PositiveIntegerField(default=1024)
     default_height = models.PositiveIntegerField(default=1024)
+    default_max_sequence_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="FLUX: T5 prompt length (empty: the pipeline's 512)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -150,6 +153,10 @@ class Round(models.Model):
     training_config = models.JSONField(default=dict, blank=True)
     progress = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Sampling bookkeeping: the next (prompt, seed) index to hand out, and while a sample task holds the
+    # round, until when (a crashed task's hold runs out and the beat task takes over).
+    sample_cursor = models.PositiveIntegerField(default=0, editable=False)
+    sampling_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -207,6 +214,8 @@ class Pair(models.Model):
     image_a = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     image_b = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
+    # The seed that names this pair within its round (with prompt and kind): sampling it twice makes one pair.
+    seed = models.BigIntegerField(null=True, blank=True)
     overlap = models.PositiveSmallIntegerField(default=2, help_text="Judgements this pair needs.")
     # Live leases plus judgements; kept by the services, bounded by the constraints below.
     assigned_count = models.PositiveSmallIntegerField(default=0, editable=False)
@@ -222,6 +231,9 @@ class Pair(models.Model):
                 condition=Q(judged_count__lte=F("assigned_count")), name="pair_judged_within_assigned"
             ),
             models.CheckConstraint(condition=~Q(image_a=F("image_b")), name="pair_images_distinct"),
+            models.UniqueConstraint(
+                fields=["round", "kind", "prompt", "seed"], condition=Q(seed__isnull=False), name="pair_sampled_once"
+            ),
         ]
         indexes = [
             # The claim's scan: open pairs of a taste, fullest first.

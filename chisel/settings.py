@@ -167,7 +167,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ROUTES = {"annotate.tasks.sample_pairs": {"queue": "sample"}}
 CELERY_BEAT_SCHEDULE = {
+    "refill-sample-buffers": {
+        "task": "annotate.tasks.refill_sample_buffers",
+        "schedule": env.float("CHISEL_REFILL_SECONDS", default=30.0),
+    },
     "reap-expired-leases": {
         "task": "annotate.tasks.reap_expired_leases",
         "schedule": env.float("CHISEL_REAP_SECONDS", default=30.0),

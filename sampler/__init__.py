@@ -1,1 +1,1 @@
-"""Image generation from a checkpoint (base model + LoRA chain); never imports Django. Filled in by the sampler issue."""
+"""Image generation from a checkpoint (base model + LoRA chain), with diagnostics; never imports Django."""

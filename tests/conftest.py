@@ -117,7 +117,7 @@ def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2, what:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
+def celery_worker_process(transactional_db, tmp_path, media_root):
     """A real Celery worker (solo pool) on the Redis broker, using the test database; stopped after the test."""
     from django.db import connection
 
@@ -127,11 +127,12 @@ def celery_worker_process(transactional_db, tmp_path):
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(media_root),
     }
     app.control.purge()
     log = (tmp_path / "worker.log").open("w+")
     worker = subprocess.Popen(
-        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO",
+        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "celery,sample",
          "--hostname", f"test-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -1,0 +1,160 @@
+"""Sampling use cases: which pairs a round needs next, storing what the sampler made, failing a round."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotate import locks
+from annotate.images import image_store
+from annotate.models import Checkpoint, Pair, Prompt, Round
+from sampler.pairs import PairRequest, SampledPair
+from sampler.spec import ModelSpec, SampleParams
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_HOLD = timedelta(minutes=15)  # how long a sample task may hold a round before the beat retries
+DEFAULT_LOW_WATER = 20  # open pairs kept waiting for annotators
+DEFAULT_BATCH = 8  # pairs per sample task
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """What one sample task makes: (prompt id, seed) requests of one round."""
+
+    round_id: int
+    requests: tuple[tuple[int, int], ...]
+
+
+def checkpoint_spec(checkpoint: Checkpoint) -> ModelSpec:
+    """The checkpoint as files: its base model folder and the LoRA chain from the oldest ancestor down."""
+    chain = []
+    node = checkpoint
+    while node is not None:
+        if node.lora_path:
+            chain.append(node.lora_path)
+        node = node.parent
+    return ModelSpec(base_path=checkpoint.base_model.path, lora_paths=tuple(reversed(chain)))
+
+
+def round_sample_params(round_: Round) -> SampleParams:
+    """The round's sampling settings, falling back to its base model's defaults."""
+    config, base = round_.sampling_config, round_.parent_checkpoint.base_model
+    return SampleParams(
+        steps=config.get("steps", base.default_steps),
+        guidance=config.get("guidance", base.default_guidance),
+        width=config.get("width", base.default_width),
+        height=config.get("height", base.default_height),
+        max_sequence_length=config.get("max_sequence_length", base.default_max_sequence_length),
+    )
+
+
+def round_prompt_ids(round_: Round) -> list[int]:
+    """The train prompts of the round, in a fixed order."""
+    ids = round_.sampling_config.get("prompt_ids")
+    prompts = Prompt.objects.filter(split=Prompt.Split.TRAIN)
+    if ids is not None:
+        prompts = prompts.filter(pk__in=ids)
+    return list(prompts.order_by("id").values_list("id", flat=True))
+
+
+def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> SampleJob | None:
+    """If the round's buffer of open pairs is below its low-water mark and its quota not reached, reserve
+    the next batch of (prompt, seed) requests and hold the round for one sample task; else None."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        round_ = locks.lock_round(round_id=round_id).select_related("parent_checkpoint").first()
+        if round_ is None or round_.state not in (Round.State.SAMPLING, Round.State.ANNOTATING):
+            return None
+        if round_.sampling_until and round_.sampling_until > now:
+            return None
+        config = round_.sampling_config
+        pairs = Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN)
+        made = pairs.count()
+        open_pairs = pairs.filter(assigned_count__lt=F("overlap")).count()
+        wanted = min(
+            config.get("low_water", DEFAULT_LOW_WATER) - open_pairs,
+            round_.pair_quota - made,
+            config.get("batch", DEFAULT_BATCH),
+        )
+        prompt_ids = round_prompt_ids(round_)
+        if wanted <= 0 or not prompt_ids:
+            return None
+        start = round_.sample_cursor
+        requests = tuple((prompt_ids[i % len(prompt_ids)], i) for i in range(start, start + wanted))
+        Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + SAMPLING_HOLD)
+    return SampleJob(round_id=round_id, requests=requests)
+
+
+def round_missing_requests(*, round_id: int, requests) -> list[tuple[int, int]]:
+    """The requests whose pair does not exist yet (a task run twice samples nothing twice)."""
+    done = set(
+        Pair.objects.filter(round_id=round_id, kind=Pair.Kind.TRAIN, seed__in=[s for _, s in requests])
+        .values_list("prompt_id", "seed")
+    )
+    return [r for r in requests if tuple(r) not in done]
+
+
+def round_sampling_inputs(*, round_id: int, requests) -> tuple[ModelSpec, SampleParams, list[PairRequest]]:
+    """What the sampler needs for these requests: the parent checkpoint's files, params, prompt texts."""
+    round_ = Round.objects.select_related("parent_checkpoint__base_model").get(pk=round_id)
+    texts = dict(Prompt.objects.filter(pk__in={p for p, _ in requests}).values_list("id", "text"))
+    pair_requests = [PairRequest(prompt=texts[p], seed=s) for p, s in requests]
+    return checkpoint_spec(round_.parent_checkpoint), round_sample_params(round_), pair_requests
+
+
+def round_store_pairs(*, round_id: int, requests, sampled: list[SampledPair]) -> int:
+    """Store sampled train pairs (images with diagnostics, then the pair), each in its own transaction;
+    a pair that exists already is left alone. Returns how many were created."""
+    round_ = Round.objects.select_related("parent_checkpoint").get(pk=round_id)
+    prompt_by_seed = {seed: prompt_id for prompt_id, seed in requests}  # seeds are unique within a round
+    created = 0
+    for pair in sampled:
+        prompt_id = prompt_by_seed[pair.request.seed]
+        if Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, prompt_id=prompt_id, seed=pair.request.seed).exists():
+            continue
+        try:
+            with transaction.atomic():
+                images = [
+                    image_store(
+                        prompt_id=prompt_id, data=image.png, checkpoint=round_.parent_checkpoint, seed=image.seed,
+                        params=image.params, diagnostics=image.diagnostics,
+                    )
+                    for image in (pair.image_a, pair.image_b)
+                ]
+                Pair.objects.create(
+                    round=round_, taste_id=round_.taste_id, prompt_id=prompt_id, image_a=images[0], image_b=images[1],
+                    kind=Pair.Kind.TRAIN, seed=pair.request.seed, overlap=round_.overlap,
+                )
+            created += 1
+        except IntegrityError:
+            logger.info("Pair (round %s, seed %s) was stored by another task", round_id, pair.request.seed)
+    if created:
+        Round.objects.filter(pk=round_id, state=Round.State.SAMPLING).update(state=Round.State.ANNOTATING)
+    return created
+
+
+def round_release_sampling(*, round_id: int) -> None:
+    """The sample task is done with the round: the next refill may start at once."""
+    Round.objects.filter(pk=round_id).update(sampling_until=None)
+
+
+def round_fail(*, round_id: int, reason: str, from_states: tuple[str, ...] = Round.OPEN_STATES) -> bool:
+    """Mark the round failed with a readable reason, unless it already left `from_states`."""
+    updated = Round.objects.filter(pk=round_id, state__in=from_states).update(
+        state=Round.State.FAILED, error=reason, sampling_until=None
+    )
+    return bool(updated)
+
+
+def rounds_wanting_samples() -> list[int]:
+    """Rounds that are sampling or annotating and are not held by a sample task."""
+    now = timezone.now()
+    return list(
+        Round.objects.filter(state__in=(Round.State.SAMPLING, Round.State.ANNOTATING))
+        .exclude(sampling_until__gt=now)
+        .values_list("id", flat=True)
+    )
