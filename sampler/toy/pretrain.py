@@ -1,0 +1,252 @@
+"""Pretraining the tiny FLUX pipeline on the toy world: the VAE on reconstruction, then the transformer on flow matching."""
+
+import copy
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import FluxPipeline
+from tqdm import tqdm
+
+from sampler.toy.build import tiny_flux
+from sampler.toy.world import WORDS, captions, sample
+
+# Training images come from seeds below this; evaluation uses seeds from it upwards, so they are held out.
+HELD_OUT_SEEDS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the weights; the same recipe and seed give the same model on the same machine."""
+
+    seed: int = 0
+    images: int = 12_288
+    vae_steps: int = 700
+    vae_batch: int = 16
+    vae_lr: float = 2e-3
+    kl_weight: float = 1e-6
+    steps: int = 3_000
+    batch: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    ema_decay: float = 0.998
+    # The toy model is not guidance-distilled: the guidance embedding sees values across the range a sampler may
+    # pass, so that any of them gives the same model.
+    guidance: tuple[float, float] = (1.0, 5.0)
+    max_sequence_length: int = 32
+
+
+@dataclass
+class BuildReport:
+    """What a build did: where it saved, how long each phase took, and the final losses."""
+
+    out: str
+    recipe: dict
+    vae_seconds: float
+    vae_loss: float
+    vae_steps: int
+    transformer_seconds: float
+    transformer_loss: float
+    transformer_steps: int
+    total_seconds: float
+    size_bytes: int
+    scaling_factor: float
+    shift_factor: float
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def dataset(recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training images as uint8 (N, 3, 64, 64) and the index of each one's caption in `captions()`."""
+    index = {text: i for i, text in enumerate(captions())}
+    first = recipe.seed * recipe.images
+    if first + recipe.images > HELD_OUT_SEEDS:
+        raise ValueError("The build seed reaches into the held-out evaluation seeds.")
+    pixels = np.empty((recipe.images, 64, 64, 3), dtype=np.uint8)
+    labels = np.empty(recipe.images, dtype=np.int64)
+    for i in tqdm(range(recipe.images), desc="toy images", unit="img", mininterval=1.0):
+        image, meta = sample(first + i)
+        pixels[i] = np.asarray(image)
+        labels[i] = index[meta["caption"]]
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float() / 127.5 - 1.0
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, deadline: float) -> tuple[int, float]:
+    """Reconstruction (L1 + MSE) with a light KL term; returns the steps taken and the last smoothed loss."""
+    vae = pipeline.vae.train()
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    smoothed, step = float("nan"), 0
+    bar = tqdm(range(recipe.vae_steps), desc="VAE", unit="step", mininterval=1.0)
+    for step in bar:
+        if time.monotonic() > deadline:
+            bar.write(f"VAE: time is up after {step} steps")
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = _lr_at(step, recipe.vae_steps, recipe.vae_lr, recipe.warmup)
+        batch = _to_unit(pixels[torch.randint(len(pixels), (recipe.vae_batch,), generator=generator)])
+        posterior = vae.encode(batch).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        reconstruction = vae.decode(latents).sample
+        error = reconstruction - batch
+        loss = error.abs().mean() + error.pow(2).mean() + recipe.kl_weight * posterior.kl().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        smoothed = loss.item() if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
+    else:
+        step = recipe.vae_steps
+    vae.eval().requires_grad_(False)
+    return step, smoothed
+
+
+@torch.no_grad()
+def encode_latents(pipeline: FluxPipeline, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Posterior means of all images, normalised; sets the VAE's scaling and shift factors to match."""
+    chunks = [
+        pipeline.vae.encode(_to_unit(pixels[i:i + batch])).latent_dist.mean
+        for i in tqdm(range(0, len(pixels), batch), desc="encode", unit="batch", mininterval=1.0)
+    ]
+    latents = torch.cat(chunks)
+    shift, scale = latents.mean().item(), 1.0 / latents.std().item()
+    # The pipeline decodes with latents / scaling_factor + shift_factor, so these make the latents unit-scale.
+    pipeline.vae.register_to_config(scaling_factor=scale, shift_factor=shift)
+    return (latents - shift) * scale
+
+
+@torch.no_grad()
+def caption_embeddings(pipeline: FluxPipeline, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """T5 sequence embeddings, pooled CLIP embeddings and text ids of every caption (the encoders stay frozen)."""
+    prompt_embeds, pooled, text_ids = pipeline.encode_prompt(
+        captions(), prompt_2=None, device=torch.device("cpu"), max_sequence_length=recipe.max_sequence_length,
+    )
+    return prompt_embeds, pooled, text_ids
+
+
+def train_transformer(
+    pipeline: FluxPipeline, latents: torch.Tensor, labels: torch.Tensor, recipe: Recipe, deadline: float,
+) -> tuple[int, float]:
+    """Rectified flow: x_t = (1 − σ) x0 + σ ε with logit-normal σ, regressing ε − x0; keeps an EMA of the weights."""
+    transformer = pipeline.transformer.train()
+    ema = copy.deepcopy(transformer).requires_grad_(False)
+    optimiser = torch.optim.AdamW(transformer.parameters(), lr=recipe.lr, weight_decay=0.0)
+    prompt_embeds, pooled, text_ids = caption_embeddings(pipeline, recipe)
+    channels, height, width = latents.shape[1:]
+    image_ids = FluxPipeline._prepare_latent_image_ids(recipe.batch, height // 2, width // 2, "cpu", torch.float32)
+    generator = torch.Generator().manual_seed(recipe.seed + 1)
+    low, high = recipe.guidance
+    smoothed, step = float("nan"), 0
+    bar = tqdm(range(recipe.steps), desc="transformer", unit="step", mininterval=1.0)
+    for step in bar:
+        if time.monotonic() > deadline:
+            bar.write(f"transformer: time is up after {step} steps")
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = _lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
+        pick = torch.randint(len(latents), (recipe.batch,), generator=generator)
+        x0 = FluxPipeline._pack_latents(latents[pick], recipe.batch, channels, height, width)
+        noise = torch.randn(x0.shape, generator=generator)
+        sigma = torch.sigmoid(torch.randn(recipe.batch, generator=generator))
+        noisy = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+        guidance = low + (high - low) * torch.rand(recipe.batch, generator=generator)
+        prediction = transformer(
+            hidden_states=noisy, timestep=sigma, guidance=guidance, pooled_projections=pooled[labels[pick]],
+            encoder_hidden_states=prompt_embeds[labels[pick]], txt_ids=text_ids, img_ids=image_ids, return_dict=False,
+        )[0]
+        loss = (prediction - (noise - x0)).pow(2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimiser.step()
+        decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # a short memory early on
+        with torch.no_grad():
+            for kept, live in zip(ema.parameters(), transformer.parameters()):
+                kept.lerp_(live, 1 - decay)
+        smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
+    else:
+        step = recipe.steps
+    transformer.load_state_dict(ema.state_dict())
+    transformer.eval().requires_grad_(False)
+    return step, smoothed
+
+
+def save_atomically(pipeline: FluxPipeline, out: Path) -> int:
+    """`save_pretrained` into a temporary folder beside `out`, then swap it in; returns the size in bytes."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+            out.rename(old)
+        staging.rename(out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return size
+
+
+def pretrain(recipe: Recipe = Recipe(), minutes: float = 11.0) -> tuple[FluxPipeline, dict]:
+    """A tiny FLUX pipeline trained on the toy world; stops early (and says so) if `minutes` run out."""
+    torch.set_num_threads(2)
+    _seed_everything(recipe.seed)
+    start = time.monotonic()
+    budget = minutes * 60
+    pipeline = tiny_flux(WORDS, seed=recipe.seed)
+    pipeline.text_encoder.requires_grad_(False)
+    pipeline.text_encoder_2.requires_grad_(False)
+    pixels, labels = dataset(recipe)
+
+    vae_start = time.monotonic()
+    vae_steps, vae_loss = train_vae(pipeline, pixels, recipe, deadline=start + 0.35 * budget)
+    latents = encode_latents(pipeline, pixels)
+    transformer_start = time.monotonic()
+    steps, loss = train_transformer(pipeline, latents, labels, recipe, deadline=start + budget - 20)
+    done = time.monotonic()
+    stats = {
+        "vae_seconds": transformer_start - vae_start, "vae_loss": vae_loss, "vae_steps": vae_steps,
+        "transformer_seconds": done - transformer_start, "transformer_loss": loss, "transformer_steps": steps,
+        "data_seconds": vae_start - start,
+    }
+    return pipeline, stats
+
+
+def build(out: Path, recipe: Recipe = Recipe(), minutes: float = 11.0) -> BuildReport:
+    """Pretrain and save to `out` (atomically); the folder loads with `FluxPipeline.from_pretrained(out)`."""
+    start = time.monotonic()
+    pipeline, stats = pretrain(recipe, minutes)
+    size = save_atomically(pipeline, out)
+    return BuildReport(
+        out=str(out), recipe=asdict(recipe), vae_seconds=stats["vae_seconds"], vae_loss=stats["vae_loss"],
+        vae_steps=stats["vae_steps"], transformer_seconds=stats["transformer_seconds"],
+        transformer_loss=stats["transformer_loss"], transformer_steps=stats["transformer_steps"],
+        total_seconds=time.monotonic() - start, size_bytes=size,
+        scaling_factor=pipeline.vae.config.scaling_factor, shift_factor=pipeline.vae.config.shift_factor,
+    )
