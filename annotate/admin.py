@@ -1,12 +1,18 @@
 """Admin for every domain model; history (images, pairs, assignments, judgements) is read-only."""
 
+from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.urls import reverse
 from django.utils.html import format_html
+
+from annotate.export_jobs import export_request
 
 from annotate.models import (
     Assignment,
     BaseModel,
     Checkpoint,
+    Export,
     Image,
     Judgement,
     Pair,
@@ -113,3 +119,74 @@ class JudgementAdmin(ReadOnlyAdmin):
     list_display = ["id", "pair", "annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at"]
     list_filter = ["choice", "pair__taste"]
     list_select_related = ["pair", "annotator"]
+
+
+class ExportForm(forms.ModelForm):
+    """The export's filters and format; stored as the job's options."""
+
+    format = forms.ChoiceField(choices=[("pickapic", "Pick-a-Pic v2 parquet"), ("jsonl", "JSONL + image files")])
+    aggregate = forms.ChoiceField(choices=[("none", "one row per judgement"), ("majority", "one row per pair (majority)")])
+    ties = forms.ChoiceField(choices=[("drop", "drop ties"), ("keep", "keep ties as 0.5")])
+    image_format = forms.ChoiceField(choices=[("original", "stored lossless originals"), ("jpeg", "JPEG")])
+    tastes = forms.ModelMultipleChoiceField(Taste.objects.all(), required=False, to_field_name="slug")
+    rounds = forms.ModelMultipleChoiceField(Round.objects.select_related("taste"), required=False)
+    annotators = forms.ModelMultipleChoiceField(get_user_model().objects.all(), required=False, to_field_name="username")
+    kinds = forms.MultipleChoiceField(choices=Pair.Kind.choices, required=False)
+    since = forms.DateTimeField(required=False)
+    until = forms.DateTimeField(required=False)
+
+    class Meta:
+        model = Export
+        fields: list[str] = []
+
+    def export_options(self) -> dict:
+        data = dict(self.cleaned_data)
+        data["tastes"] = [t.slug for t in data["tastes"]]
+        data["rounds"] = [r.pk for r in data["rounds"]]
+        data["annotators"] = [u.username for u in data["annotators"]]
+        return data
+
+
+@admin.register(Export)
+class ExportAdmin(admin.ModelAdmin):
+    list_display = ["id", "state", "progress", "requested_by", "created_at", "finished_at", "download"]
+    list_filter = ["state"]
+    readonly_fields = ["state", "progress", "download", "options", "summary", "error", "requested_by", "created_at",
+                       "finished_at"]
+
+    class Media:
+        js = ["annotate/export_progress.js"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ExportForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return list(ExportForm.base_fields)
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        created = export_request(user=request.user, options=form.export_options())
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    @admin.display(description="progress")
+    def progress(self, export: Export) -> str:
+        return format_html(
+            '<progress data-export="{}" data-state="{}" value="{}" max="{}"></progress> <span>{} / {} judgements</span>',
+            export.pk, export.state, export.done, max(export.total, 1), export.done, export.total,
+        )
+
+    @admin.display(description="file")
+    def download(self, export: Export) -> str:
+        if export.state != Export.State.DONE:
+            return "—"
+        return format_html('<a href="{}">download</a>', reverse("export-download", args=[export.pk]))

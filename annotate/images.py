@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+from collections.abc import Callable
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -18,8 +19,11 @@ def image_store(
     seed: int | None = None,
     params: dict | None = None,
     diagnostics: dict | None = None,
+    model_name: str = "",
+    on_write: Callable[[str], None] | None = None,
 ) -> Image:
-    """An Image row for the encoded file `data` (PNG, JPEG or WebP); the file is written once per content."""
+    """An Image row for the encoded file `data` (PNG, JPEG or WebP); the file is written once per content,
+    and `on_write` hears the name of a file this call wrote (so a failed import can take it back)."""
     from PIL import Image as PILImage
 
     with PILImage.open(io.BytesIO(data), formats=["PNG", "JPEG", "WEBP"]) as decoded:
@@ -36,11 +40,14 @@ def image_store(
         width=width,
         height=height,
         diagnostics=diagnostics or {},
+        model_name=model_name,
     )
     name = image.file.field.generate_filename(image, f"image{extension}")
     if default_storage.exists(name):
         image.file.name = name
     else:
         image.file.save(name, ContentFile(data), save=False)
+        if on_write:
+            on_write(image.file.name)
     image.save()
     return image

@@ -186,6 +186,8 @@ class Image(models.Model):
     """A generated (or imported) image with everything needed to make it again."""
 
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="images")
+    # For images made outside Chisel (imported datasets): the model that made them, as the source named it.
+    model_name = models.CharField(max_length=300, blank=True)
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="images")
     seed = models.BigIntegerField(null=True, blank=True)
     params = models.JSONField(default=dict, blank=True)
@@ -325,3 +327,35 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"judgement {self.pk}: {self.choice}"
+
+
+class Export(models.Model):
+    """A preference dataset export run as a background job, with its progress and result."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
+    options = models.JSONField(default=dict, help_text="Filters and format, as ExportOptions fields.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=300, blank=True, help_text="Relative to CHISEL_EXPORT_ROOT.")
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed"]), name="export_state_valid"
+            ),
+            models.CheckConstraint(condition=Q(done__lte=F("total")) | Q(total=0), name="export_done_within_total"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.state})"

@@ -53,3 +53,11 @@ def sample_pairs(round_id: int, requests: list[list[int]]) -> int:
     sampling.round_release_sampling(round_id=round_id)
     refill_round(round_id)  # keep going without waiting for the next beat
     return created
+
+
+@shared_task(acks_late=True)
+def run_export(export_id: int) -> None:
+    """Write a requested preference dataset export."""
+    from annotate.export_jobs import export_run
+
+    export_run(export_id=export_id)

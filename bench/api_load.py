@@ -5,7 +5,7 @@ The script builds its own world and tears down what it started:
 1. drops and recreates a dedicated PostgreSQL database (default `chisel_bench`; the name must contain
    "bench", so a real database is never dropped by mistake), migrates it, and seeds a taste `bench`,
    annotators `bench-0`, `bench-1`, … with API tokens, and one annotating round of `--pairs` pairs;
-2. starts gunicorn (`chisel.wsgi`) on a free port of 127.0.0.1, with images under a temporary MEDIA_ROOT;
+2. starts gunicorn (`chisel.wsgi`) on a free port of 127.0.0.1, with media and static under a temp folder;
 3. runs `--annotators` threads, each with its own keep-alive connection, looping
    GET /api/v1/assignments/next/ → sleep `--think` → POST /api/v1/judgements/, for `--duration`
    seconds after `--warmup` seconds whose calls are not counted;
@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -157,13 +157,16 @@ def database_recreate(database_url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def django_env(database_url: str, media_root: str) -> dict[str, str]:
+def django_env(database_url: str, files: str) -> dict[str, str]:
     """The environment of every Django process of the bench: its own database, files and settings."""
+    for sub in ("media", "static"):
+        Path(files, sub).mkdir(exist_ok=True)
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "chisel.settings",
         "DATABASE_URL": database_url,
-        "MEDIA_ROOT": media_root,
+        "MEDIA_ROOT": str(Path(files, "media")),
+        "STATIC_ROOT": str(Path(files, "static")),
         "SECRET_KEY": secrets.token_urlsafe(50),
         "CHISEL_ENV_FILE": "/dev/null",
         "SECURE_SSL_REDIRECT": "false",
@@ -194,8 +197,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(*, env: dict[str, str], config: ServerConfig, token: str) -> Iterator[int]:
-    """A gunicorn serving chisel.wsgi on a free port, answering `token`'s requests; yields the port."""
+def gunicorn(*, env: dict[str, str], config: ServerConfig, token: str) -> Iterator[tuple[int, int]]:
+    """A gunicorn serving chisel.wsgi on a free port, answering `token`'s requests; yields (port, pid)."""
     port = free_port()
     command = [
         GUNICORN, "chisel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(config.workers),
@@ -211,7 +214,7 @@ def gunicorn(*, env: dict[str, str], config: ServerConfig, token: str) -> Iterat
             if time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not answer within 60 s")
             time.sleep(0.2)
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         try:
@@ -230,6 +233,60 @@ def _answers(port: int, token: str) -> bool:
         return ok
     except OSError:
         return False
+
+
+# --- CPU accounting (Linux /proc) ------------------------------------------------------------------
+# Wall-clock figures suffer when something else runs on the machine; CPU time per label does not, and
+# the CPU nobody of ours used says whether the run was disturbed.
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    server_s: float  # gunicorn master and workers
+    postgres_s: float  # the backends connected to the bench database
+    client_s: float  # this process: the simulated annotators
+    machine_busy_s: float  # every CPU of the machine, anyone's
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def cpu_snapshot(*, server_pid: int, postgres_pids: list[int]) -> CpuSnapshot:
+    # /proc/stat's first line: user nice system idle iowait irq softirq steal …, in clock ticks.
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return CpuSnapshot(
+        server_s=sum(cpu_seconds(pid) for pid in [server_pid, *children(server_pid)]),
+        postgres_s=sum(cpu_seconds(pid) for pid in postgres_pids),
+        client_s=sum(os.times()[:2]),
+        machine_busy_s=(ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / CLOCK_TICKS,
+    )
+
+
+def postgres_backends(database_url: str) -> list[int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [pid for (pid,) in rows]
 
 
 # --- the load --------------------------------------------------------------------------------------
@@ -290,8 +347,13 @@ def annotate_loop(
     conn.close()
 
 
-def load_run(*, port: int, tokens: list[str], think_s: float, warmup_s: float, duration_s: float) -> list[AnnotatorLog]:
-    """Run one thread per token for warm-up plus duration; returns each annotator's log."""
+def load_run(
+    *, port: int, server_pid: int, database_url: str, tokens: list[str], think_s: float, warmup_s: float,
+    duration_s: float,
+) -> tuple[list[AnnotatorLog], CpuSnapshot]:
+    """Run one thread per token for warm-up plus duration; returns each annotator's log and the CPU
+    each party used during the measured seconds.
+    """
     logs = [AnnotatorLog() for _ in tokens]
     start = time.perf_counter()
     measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
@@ -305,9 +367,15 @@ def load_run(*, port: int, tokens: list[str], think_s: float, warmup_s: float, d
     ]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, measure_from - time.perf_counter()))
+    backends = postgres_backends(database_url)  # warmed up: every worker holds its connection
+    before = cpu_snapshot(server_pid=server_pid, postgres_pids=backends)
+    time.sleep(max(0.0, stop_at - time.perf_counter()))
+    after = cpu_snapshot(server_pid=server_pid, postgres_pids=backends)
     for thread in threads:
         thread.join()
-    return logs
+    used = CpuSnapshot(*(b - a for a, b in zip(astuple(before), astuple(after))))
+    return logs, used
 
 
 # --- the checks and figures ------------------------------------------------------------------------
@@ -360,9 +428,12 @@ def percentiles(samples: list[float]) -> dict[str, float | None]:
 
 
 def figures(
-    *, scenario: Scenario, logs: list[AnnotatorLog], server: ServerConfig, duration_s: float, db_dups: int, overlap: int
+    *, scenario: Scenario, logs: list[AnnotatorLog], cpu: CpuSnapshot, server: ServerConfig, duration_s: float,
+    db_dups: int, overlap: int,
 ) -> dict:
     errors = sum((log.errors for log in logs), Counter())
+    labels = max(1, sum(log.labels for log in logs))
+    others_s = cpu.machine_busy_s - cpu.server_s - cpu.postgres_s - cpu.client_s
     result = {
         "scenario": scenario.name,
         "labels_per_s": round(sum(log.labels for log in logs) / duration_s, 1),
@@ -375,6 +446,14 @@ def figures(
         "duplicate_handouts": db_dups,
         "duplicate_handouts_client": duplicate_handouts_seen(logs, overlap),
         "pool_exhausted": any(log.exhausted for log in logs),
+        # CPU per label is the figure to compare between runs on a shared or noisy machine.
+        "cpu_ms_per_label": {
+            "server": round(1000 * cpu.server_s / labels, 1),
+            "postgres": round(1000 * cpu.postgres_s / labels, 1),
+            "client": round(1000 * cpu.client_s / labels, 1),
+        },
+        # CPU that neither the bench nor its server nor its database used, as % of all cores.
+        "other_cpu_pct": round(max(0.0, 100 * others_s / ((os.cpu_count() or 1) * duration_s)), 1),
         "annotators": scenario.annotators,
         "think_s": scenario.think_s,
         "workers": server.workers,
@@ -409,6 +488,9 @@ def table(result: dict) -> str:
         ("submit ms p50/p95/p99", ms(result["submit_ms"])),
         ("errors", f"{result['errors']}  {result['error_kinds'] or ''}".rstrip()),
         ("duplicate handouts", f"{result['duplicate_handouts']} (client saw {result['duplicate_handouts_client']})"),
+        ("CPU ms/label", ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_label"].items())),
+        ("other CPU load", f"{result['other_cpu_pct']:.0f}% of {os.cpu_count()} cores"
+         + ("  (machine busy: wall-clock figures unreliable)" if result["other_cpu_pct"] > 10 else "")),
         ("annotators", str(result["annotators"])),
         ("think time s", f"{result['think_s']:g}"),
         ("workers", server),
@@ -457,8 +539,8 @@ def main() -> None:
     else:
         scenarios = [SCENARIOS[args.scenario]]
     server = ServerConfig(args.workers, args.worker_class, args.threads)
-    media_root = tempfile.mkdtemp(prefix="chisel-bench-media-")
-    env = django_env(args.database_url, media_root)
+    files = tempfile.mkdtemp(prefix="chisel-bench-")
+    env = django_env(args.database_url, files)
     results = []
     try:
         print(f"Building the world in {args.database_url} ({args.pairs} pairs)…", file=sys.stderr)
@@ -467,26 +549,27 @@ def main() -> None:
             env=env, annotators=max(s.annotators for s in scenarios), pairs=args.pairs, overlap=args.overlap
         )
         print(f"…built in {time.perf_counter() - started:.1f} s; starting gunicorn.", file=sys.stderr)
-        with gunicorn(env=env, config=server, token=tokens[0]) as port:
+        with gunicorn(env=env, config=server, token=tokens[0]) as (port, server_pid):
             for scenario in scenarios:
                 print(
                     f"Running {scenario.name}: {scenario.annotators} annotators, think {scenario.think_s:g} s, "
                     f"{args.warmup:g} s warm-up + {args.duration:g} s…",
                     file=sys.stderr,
                 )
-                logs = load_run(
-                    port=port, tokens=tokens[: scenario.annotators], think_s=scenario.think_s,
-                    warmup_s=args.warmup, duration_s=args.duration,
+                logs, cpu = load_run(
+                    port=port, server_pid=server_pid, database_url=args.database_url,
+                    tokens=tokens[: scenario.annotators], think_s=scenario.think_s, warmup_s=args.warmup,
+                    duration_s=args.duration,
                 )  # fmt: skip
                 db_dups = duplicate_handouts_in_database(args.database_url)
                 result = figures(
-                    scenario=scenario, logs=logs, server=server, duration_s=args.duration, db_dups=db_dups,
+                    scenario=scenario, logs=logs, cpu=cpu, server=server, duration_s=args.duration, db_dups=db_dups,
                     overlap=args.overlap,
                 )  # fmt: skip
                 results.append(result)
                 print(table(result) + "\n", flush=True)
     finally:
-        shutil.rmtree(media_root, ignore_errors=True)
+        shutil.rmtree(files, ignore_errors=True)
     if len(results) == 1:
         print(json.dumps(results[0]))
     else:

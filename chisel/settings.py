@@ -146,6 +146,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Where exported datasets are written (downloads are served from here to leads only).
+CHISEL_EXPORT_ROOT = env.path("CHISEL_EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
+
 # Annotation
 CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
 CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)

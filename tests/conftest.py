@@ -35,6 +35,7 @@ def png_bytes(colour: tuple[int, int, int] = (128, 64, 32), size: tuple[int, int
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CHISEL_EXPORT_ROOT = tmp_path / "exports"
     return settings.MEDIA_ROOT
 
 
@@ -128,6 +129,7 @@ def celery_worker_process(transactional_db, tmp_path, media_root):
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "MEDIA_ROOT": str(media_root),
+        "CHISEL_EXPORT_ROOT": str(media_root.parent / "exports"),
     }
     app.control.purge()
     log = (tmp_path / "worker.log").open("w+")
