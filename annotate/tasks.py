@@ -33,7 +33,7 @@ def refill_round(round_id: int) -> int:
     return 1
 
 
-@shared_task(queue="sample", acks_late=True)
+@shared_task(acks_late=True)  # routed to the "sample" queue (CELERY_TASK_ROUTES)
 def sample_pairs(round_id: int, requests: list[list[int]]) -> int:
     """Sample train pairs for (prompt id, seed) requests of a round and store them; safe to run twice."""
     from sampler.loading import ModelLoadError, pipelines
