@@ -3,8 +3,9 @@
 The script builds its own world and tears down what it started:
 
 1. drops and recreates a dedicated PostgreSQL database (default `chisel_bench`; the name must contain
-   "bench", so a real database is never dropped by mistake), migrates it, and seeds a taste `bench`,
-   annotators `bench-0`, `bench-1`, … with API tokens, and one annotating round of `--pairs` pairs;
+   "bench", so a real database is never dropped by mistake), migrates it, seeds a taste `bench`,
+   annotators `bench-0`, `bench-1`, … with API tokens, and one annotating round of `--pairs` pairs,
+   and ANALYZEs it;
 2. starts gunicorn (`chisel.wsgi`) on a free port of 127.0.0.1, with media and static under a temp folder;
 3. runs `--annotators` threads, each with its own keep-alive connection, looping
    GET /api/v1/assignments/next/ → sleep `--think` → POST /api/v1/judgements/, for `--duration`
@@ -187,6 +188,9 @@ def world_build(*, env: dict[str, str], annotators: int, pairs: int, overlap: in
     seeded = subprocess.run(
         [PYTHON, "-c", SEED_SNIPPET, json.dumps(args)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        # Planner statistics, as a live database has them; without, the claim plans a slow anti-join.
+        conn.execute("ANALYZE")
     return json.loads(seeded.stdout.strip().splitlines()[-1])
 
 

@@ -1,0 +1,68 @@
+"""Reading a preference dataset (Pick-a-Pic format) into winner/loser pairs the trainer can use."""
+
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from trainer.images import ImageRejected, check_image
+from trainer.pickapic import REQUIRED_COLUMNS
+
+
+class DatasetError(ValueError):
+    """A dataset the trainer cannot learn from; the message says why."""
+
+
+@dataclass
+class PreferencePair:
+    caption: str
+    winner: Image.Image
+    loser: Image.Image
+    guidance: float | None
+
+
+def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
+    """Decisive pairs of the file (winner first) and how many ties were left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"No dataset file at {path}.")
+    table = pq.read_table(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}: not a Pick-a-Pic preference file.")
+    columns = [*REQUIRED_COLUMNS] + [c for c in ("guidance",) if c in table.column_names]
+    pairs, ties = [], 0
+    for index, row in enumerate(table.select(columns).to_pylist()):
+        label = row["label_0"]
+        if label == 0.5:
+            ties += 1
+            continue
+        if label not in (0, 1):
+            raise DatasetError(f"Row {index}: label_0 is {label}; expected 0, 0.5 or 1.")
+        images = []
+        for column in ("jpg_0", "jpg_1"):
+            try:
+                check_image(row[column] or b"")
+            except ImageRejected as exc:
+                raise DatasetError(f"Row {index}: {column} {exc}.") from exc
+            images.append(Image.open(io.BytesIO(row[column])).convert("RGB"))
+        winner, loser = (images[0], images[1]) if label == 1 else (images[1], images[0])
+        pairs.append(PreferencePair(row["caption"], winner, loser, row.get("guidance")))
+    if not pairs and ties:
+        raise DatasetError(f"{path} holds only ties ({ties}): there is no preference to learn.")
+    if not pairs:
+        raise DatasetError(f"{path} holds no pairs.")
+    return pairs, ties
+
+
+def split_heldout(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A fixed share of pairs kept out of training to measure implicit accuracy on unseen data."""
+    if fraction <= 0 or len(pairs) < 10:
+        return pairs, []
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, int(len(pairs) * fraction))
+    return [pairs[i] for i in order[cut:]], [pairs[i] for i in order[:cut]]

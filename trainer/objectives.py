@@ -1,0 +1,69 @@
+"""Diffusion-DPO and the noising of each model family: flow matching, epsilon and v-prediction."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DpoTerms:
+    loss: torch.Tensor  # () mean over the batch
+    implicit_accuracy: torch.Tensor  # () share of pairs where the policy moved toward the winner
+    margin: torch.Tensor  # () mean of `inside`: the implicit reward margin
+
+
+def dpo_loss(
+    policy_err_w: torch.Tensor,
+    policy_err_l: torch.Tensor,
+    ref_err_w: torch.Tensor,
+    ref_err_l: torch.Tensor,
+    beta: float,
+) -> DpoTerms:
+    """Diffusion-DPO (Wallace et al., CVPR 2024), errors averaged over latent elements:
+
+        inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
+        loss   = −log σ(inside)
+
+    Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
+    timestep for winner w and loser l. While the policy equals the reference, inside = 0 and loss = ln 2.
+    """
+    winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
+    loser_gain = policy_err_l - ref_err_l  # (B,)
+    inside = -0.5 * beta * (winner_gain - loser_gain)  # (B,)
+    return DpoTerms(
+        loss=-F.logsigmoid(inside).mean(),
+        implicit_accuracy=(inside > 0).float().mean(),
+        margin=inside.mean(),
+    )
+
+
+LN2 = math.log(2.0)
+
+
+def per_sample_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every dimension but the first: (B, ...) → (B,)."""
+    return (prediction.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def logit_normal_sigmas(batch: int, *, mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Rectified-flow noise levels σ ∈ (0, 1), drawn logit-normal as in SD3 and FLUX training: (B,)."""
+    return torch.sigmoid(mean + std * torch.randn(batch, generator=generator))
+
+
+def flow_matching_inputs(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t = (1 − σ)·x0 + σ·ε, and the velocity target ε − x0."""
+    sigma = sigmas.view(-1, *([1] * (x0.dim() - 1)))
+    return (1 - sigma) * x0 + sigma * noise, noise - x0
+
+
+def diffusion_inputs(scheduler, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t from the DDPM schedule, and the target the UNet was trained on (ε, or v = α_t·ε − σ_t·x0)."""
+    noisy = scheduler.add_noise(x0, noise, timesteps)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return noisy, noise
+    if prediction_type == "v_prediction":
+        return noisy, scheduler.get_velocity(x0, noise, timesteps)
+    raise ValueError(f"Unsupported prediction type {prediction_type!r}: Chisel trains epsilon and v_prediction UNets.")
