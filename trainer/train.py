@@ -82,11 +82,7 @@ def train(
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(config), gradient_accumulation_steps=config.gradient_accumulation
     )
-    dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-    pipeline = DiffusionPipeline.from_pretrained(base, dtype=dtype).to(accelerator.device)
-    pipeline.set_progress_bar_config(disable=True)
-    family = FAMILIES[family_name](pipeline, max_sequence_length=config.max_sequence_length,
-                                   logit_mean=config.logit_mean, logit_std=config.logit_std)
+    pipeline, family = _load(base, family_name, config, accelerator)
     resolution = config.resolution or train_pairs[0].winner.width
     encoded = _encode(family, train_pairs, resolution, config.guidance)
     heldout = _encode(family, heldout_pairs, resolution, config.guidance) if heldout_pairs else None
@@ -152,6 +148,34 @@ def train(
     return TrainResult(checkpoint, metrics_path, config.steps, len(pairs), ties, last)
 
 
+def evaluate_checkpoint(
+    config: TrainConfig, *, data: Path, base: Path, lora: Path, parents: tuple[Path, ...] = ()
+) -> dict:
+    """Held-out loss and implicit accuracy of a saved LoRA, loaded afresh the way the sampler loads it.
+    Equal to the training run's last held-out figures when the checkpoint reproduces the trained model."""
+    family_name = model_kind(base)
+    config = config.resolved(family_name)
+    pairs, _ = load_pairs(data)
+    _, heldout_pairs = split_heldout(pairs, config.heldout_fraction, config.seed)
+    if not heldout_pairs:
+        raise DatasetError("The dataset is too small to hold pairs out (10 or more are needed).")
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config))
+    pipeline, family = _load(base, family_name, config, accelerator)
+    heldout = _encode(family, heldout_pairs, config.resolution or heldout_pairs[0].winner.width, config.guidance)
+    _free_encoders(pipeline)
+    _prepare_adapters(pipeline, family.denoiser, parents, config, lora=lora)
+    return _evaluate(family, family.denoiser, heldout, config, accelerator)
+
+
+def _load(base: Path, family_name: str, config: TrainConfig, accelerator):
+    dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
+    pipeline = DiffusionPipeline.from_pretrained(base, dtype=dtype).to(accelerator.device)
+    pipeline.set_progress_bar_config(disable=True)
+    family = FAMILIES[family_name](pipeline, max_sequence_length=config.max_sequence_length,
+                                   logit_mean=config.logit_mean, logit_std=config.logit_std)
+    return pipeline, family
+
+
 def _mixed_precision(config: TrainConfig) -> str:
     if config.mixed_precision == "auto":
         return "bf16" if torch.cuda.is_available() else "no"
@@ -179,10 +203,11 @@ def _free_encoders(pipeline) -> None:
         torch.cuda.empty_cache()
 
 
-def _prepare_adapters(pipeline, denoiser, parents: tuple[Path, ...], config: TrainConfig) -> None:
+def _prepare_adapters(pipeline, denoiser, parents: tuple[Path, ...], config: TrainConfig, lora: Path | None = None) -> None:
     """reference=parent: fuse the parent chain into the weights, so 'adapter off' is round N−1's model.
     reference=base: keep the chain as frozen adapters, so 'adapters off' is the base model.
-    Either way the new LoRA is the only trainable part, and no second copy of the weights exists."""
+    Either way the new LoRA is the only trainable part, and no second copy of the weights exists.
+    With `lora`, that saved LoRA is loaded as the new adapter instead of a fresh one (evaluation)."""
     names = [f"parent_{i}" for i in range(len(parents))]
     for name, path in zip(names, parents):
         pipeline.load_lora_weights(str(path), adapter_name=name)
@@ -191,11 +216,15 @@ def _prepare_adapters(pipeline, denoiser, parents: tuple[Path, ...], config: Tra
         pipeline.unload_lora_weights()
         names = []
     denoiser.requires_grad_(False)
-    denoiser.add_adapter(
-        LoraConfig(r=config.rank, lora_alpha=config.alpha, target_modules=config.target_modules,
-                   init_lora_weights="gaussian"),
-        adapter_name=ADAPTER,
-    )
+    torch.manual_seed(config.seed)  # the new LoRA's initial weights depend on the seed alone
+    if lora is not None:
+        pipeline.load_lora_weights(str(lora), adapter_name=ADAPTER)
+    else:
+        denoiser.add_adapter(
+            LoraConfig(r=config.rank, lora_alpha=config.alpha, target_modules=config.target_modules,
+                       init_lora_weights="gaussian"),
+            adapter_name=ADAPTER,
+        )
     denoiser.set_adapters([*names, ADAPTER], weights=[1.0] * (len(names) + 1))
     for name, param in denoiser.named_parameters():
         param.requires_grad = f".{ADAPTER}." in name

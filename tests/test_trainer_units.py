@@ -1,0 +1,112 @@
+"""The trainer's pure parts: the DPO loss against hand-computed values, config, data errors, checkpoints."""
+
+import io
+import json
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tests.conftest import png_bytes
+from trainer.checkpoints import complete_states, is_complete, prune_states, write_atomically
+from trainer.config import TrainConfig
+from trainer.data import DatasetError, load_pairs
+from trainer.objectives import LN2, dpo_loss, flow_matching_inputs, logit_normal_sigmas, per_sample_error
+
+
+def test_dpo_loss_is_ln2_when_policy_equals_reference():
+    err = torch.tensor([0.3, 0.7])
+    terms = dpo_loss(err, err.flip(0), err, err.flip(0), beta=2000)
+    assert terms.loss.item() == pytest.approx(LN2) and terms.margin.item() == 0 and terms.implicit_accuracy.item() == 0
+
+
+def test_dpo_loss_matches_hand_computed_values():
+    # pair 1: policy improved the winner by 0.001 and worsened the loser by 0.001 → inside = −1000·(−0.002) = 2
+    # pair 2: the reverse → inside = −2
+    policy_w, policy_l = torch.tensor([0.099, 0.101]), torch.tensor([0.201, 0.199])
+    ref_w, ref_l = torch.tensor([0.100, 0.100]), torch.tensor([0.200, 0.200])
+    terms = dpo_loss(policy_w, policy_l, ref_w, ref_l, beta=2000)
+    expected = (-math.log(1 / (1 + math.exp(-2))) - math.log(1 / (1 + math.exp(2)))) / 2
+    assert terms.loss.item() == pytest.approx(expected, rel=1e-4)
+    assert terms.implicit_accuracy.item() == 0.5
+    assert terms.margin.item() == pytest.approx(0.0, abs=1e-3)
+    one = dpo_loss(policy_w[:1], policy_l[:1], ref_w[:1], ref_l[:1], beta=2000)
+    assert one.loss.item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-4)
+    assert one.margin.item() == pytest.approx(2.0, rel=1e-3) and one.implicit_accuracy.item() == 1.0
+
+
+def test_errors_and_flow_matching_inputs():
+    x0, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
+    noisy, target = flow_matching_inputs(x0, noise, torch.tensor([0.25, 1.0]))
+    assert torch.allclose(noisy[0], torch.full((4, 2, 2), 0.25)) and torch.allclose(noisy[1], noise[1])
+    assert torch.equal(target, noise - x0)
+    assert per_sample_error(torch.ones(2, 3), torch.tensor([[1.0, 1, 1], [0, 0, 0]])).tolist() == [0.0, 1.0]
+    sigmas = logit_normal_sigmas(1000, mean=0.0, std=1.0, generator=torch.Generator().manual_seed(0))
+    assert 0 < sigmas.min() and sigmas.max() < 1 and abs(sigmas.median().item() - 0.5) < 0.05
+
+
+def test_config_from_yaml_and_family_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("beta: 4000\nsteps: 10\nreference: base\n")
+    config = TrainConfig.from_yaml(path)
+    flux = config.resolved("flux")
+    assert flux.beta == 4000 and flux.learning_rate == pytest.approx(1e-4 * 2000 / 4000) and flux.alpha == 8
+    assert TrainConfig().resolved("sd").beta == 2500
+    with pytest.raises(ValueError, match="Unknown training settings: lr"):
+        TrainConfig.from_dict({"lr": 1})
+    with pytest.raises(ValueError, match="reference must be"):
+        TrainConfig.from_dict({"reference": "grandparent"})
+
+
+def write_pairs(path, labels):
+    rows = [{"caption": f"c{i}", "jpg_0": png_bytes((i, 0, 0)), "jpg_1": png_bytes((0, i, 0)), "label_0": label}
+            for i, label in enumerate(labels)]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def test_ties_are_left_out_and_winners_come_first(tmp_path):
+    pairs, ties = load_pairs(write_pairs(tmp_path / "p.parquet", [1.0, 0.0, 0.5]))
+    assert ties == 1 and len(pairs) == 2
+    assert pairs[0].winner.getpixel((0, 0)) == (0, 0, 0) and pairs[1].winner.getpixel((0, 0)) == (0, 1, 0)
+
+
+def test_a_dataset_of_only_ties_or_nothing_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="only ties"):
+        load_pairs(write_pairs(tmp_path / "t.parquet", [0.5, 0.5]))
+    empty = pa.table({"caption": pa.array([], pa.string()), "jpg_0": pa.array([], pa.binary()),
+                      "jpg_1": pa.array([], pa.binary()), "label_0": pa.array([], pa.float64())})
+    pq.write_table(empty, tmp_path / "e.parquet")
+    with pytest.raises(DatasetError, match="no pairs"):
+        load_pairs(tmp_path / "e.parquet")
+    with pytest.raises(DatasetError, match="lacks column"):
+        pq.write_table(pa.table({"caption": ["x"]}), tmp_path / "x.parquet")
+        load_pairs(tmp_path / "x.parquet")
+
+
+def test_checkpoints_appear_whole_or_not_at_all(tmp_path):
+    def good(folder):
+        (folder / "weights.bin").write_bytes(b"1234")
+
+    def broken(folder):
+        (folder / "weights.bin").write_bytes(b"12")
+        raise OSError("disk full")
+
+    target = write_atomically(tmp_path / "ckpt", good, meta={"step": 5})
+    assert is_complete(target) and json.loads((target / "COMPLETE").read_text()) == {"step": 5}
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / "other", broken)
+    assert not (tmp_path / "other").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary folder left behind
+
+
+def test_only_complete_states_count_and_pruning_keeps_the_newest(tmp_path):
+    states = tmp_path / "states"
+    for step in (100, 200, 300):
+        write_atomically(states / f"step-{step:06d}", lambda f: None)
+    (states / "step-000400").mkdir()  # a state whose writer died before the marker
+    assert [s for s, _ in complete_states(states)] == [100, 200, 300]
+    prune_states(states, keep=2)
+    assert sorted(p.name for p in states.iterdir()) == ["step-000200", "step-000300"]
