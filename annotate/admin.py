@@ -20,6 +20,7 @@ from annotate.models import (
     Round,
     Taste,
     TasteMembership,
+    TrainingJob,
 )
 
 
@@ -119,6 +120,13 @@ class JudgementAdmin(ReadOnlyAdmin):
     list_display = ["id", "pair", "annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at"]
     list_filter = ["choice", "pair__taste"]
     list_select_related = ["pair", "annotator"]
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "round", "state", "attempt", "heartbeat_at", "candidate", "finished_at"]
+    list_filter = ["state"]
+    list_select_related = ["round__taste"]
 
 
 class ExportForm(forms.ModelForm):

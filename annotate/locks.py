@@ -2,7 +2,7 @@
 
 from django.db.models import Exists, F, OuterRef, QuerySet
 
-from annotate.models import Assignment, Pair, Round
+from annotate.models import Assignment, Pair, Round, TrainingJob
 
 
 def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> QuerySet[Pair]:
@@ -44,3 +44,8 @@ def lock_expired_leases(*, now) -> QuerySet[Assignment]:
 def lock_round(*, round_id: int) -> QuerySet[Round]:
     """One round, locked for a state change or a sampling reservation."""
     return Round.objects.select_for_update(of=("self",)).filter(pk=round_id)
+
+
+def lock_training_job(*, job_id: int) -> QuerySet[TrainingJob]:
+    """One training job, locked while its result is recorded."""
+    return TrainingJob.objects.select_for_update(of=("self",)).filter(pk=job_id)

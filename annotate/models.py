@@ -359,3 +359,46 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.state})"
+
+
+class TrainingJob(models.Model):
+    """Training a round's LoRA, as a database row with a lease: the Celery message only wakes a worker.
+
+    Training can outlive a broker's visibility timeout, so the row decides who runs: a worker claims it
+    (attempt + 1) and renews `lease_until` with heartbeats; a job whose lease ran out may be claimed again,
+    and a stale attempt can no longer write its result.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="training_jobs")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    run_dir = models.CharField(max_length=1000, blank=True)
+    candidate = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed"]), name="trainingjob_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="running") | Q(lease_until__isnull=False), name="trainingjob_running_has_lease"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} (round {self.round_id}, {self.state}, attempt {self.attempt})"

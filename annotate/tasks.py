@@ -61,3 +61,85 @@ def run_export(export_id: int) -> None:
     from annotate.export_jobs import export_run
 
     export_run(export_id=export_id)
+
+
+@shared_task(acks_late=True)  # routed to the "train" queue
+def train_round(job_id: int) -> int | None:
+    """Claim a training job, export its round, train, and record the candidate checkpoint."""
+    from annotate import training
+    from annotate.models import TrainingJob
+
+    attempt = training.training_job_claim(job_id=job_id)
+    if attempt is None:
+        return None  # someone else holds it, or it is finished
+    job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
+    heartbeat = _Heartbeat(job_id, attempt)
+    heartbeat.start()
+    try:
+        run_dir = training.training_run_dir(job, attempt)
+        data = training.training_dataset_export(job=job, run_dir=run_dir)
+        result = _train(job, data, run_dir)
+    except Exception as exc:
+        training.training_job_fail(job_id=job_id, attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
+        logger.exception("Training job %s failed", job_id)
+        return None
+    finally:
+        heartbeat.stop()
+    candidate = training.training_job_finish(job_id=job_id, attempt=attempt, lora_path=result.checkpoint,
+                                             metrics=result.final)
+    return candidate.pk if candidate else None
+
+
+def _train(job, data, run_dir):
+    from annotate.sampling import checkpoint_spec
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    spec = checkpoint_spec(job.round.parent_checkpoint)
+    config = TrainConfig.from_dict(job.config)
+    return train(config, data=data, base=spec.base_path, parents=tuple(spec.lora_paths), out=run_dir, progress=False)
+
+
+class _Heartbeat:
+    """Renews a training job's lease from a thread while the trainer runs."""
+
+    def __init__(self, job_id: int, attempt: int, every: float | None = None) -> None:
+        import threading
+
+        from django.conf import settings
+
+        self.job_id, self.attempt = job_id, attempt
+        self.every = every or settings.CHISEL_TRAIN_LEASE.total_seconds() / 3
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        from django.db import connection
+
+        from annotate import training
+
+        try:
+            while not self.stopped.wait(self.every):
+                if not training.training_job_heartbeat(job_id=self.job_id, attempt=self.attempt):
+                    logger.warning("Training job %s attempt %s lost its lease", self.job_id, self.attempt)
+                    return
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+
+@shared_task
+def requeue_stale_training() -> int:
+    """Wake a worker for every training job whose holder stopped heartbeating (beat)."""
+    from annotate import training
+
+    stale = training.training_jobs_stale()
+    for job_id in stale:
+        train_round.delay(job_id)
+    return len(stale)

@@ -149,6 +149,10 @@ SPECTACULAR_SETTINGS = {
 # Where exported datasets are written (downloads are served from here to leads only).
 CHISEL_EXPORT_ROOT = env.path("CHISEL_EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 
+# Where training runs write their datasets, states and LoRA checkpoints.
+CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")
+CHISEL_TRAIN_LEASE = timedelta(seconds=env.int("CHISEL_TRAIN_LEASE_SECONDS", default=300))
+
 # Annotation
 CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
 CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)
@@ -170,11 +174,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_TASK_ROUTES = {"annotate.tasks.sample_pairs": {"queue": "sample"}}
+CELERY_TASK_ROUTES = {
+    "annotate.tasks.sample_pairs": {"queue": "sample"},
+    "annotate.tasks.train_round": {"queue": "train"},
+}
 CELERY_BEAT_SCHEDULE = {
     "refill-sample-buffers": {
         "task": "annotate.tasks.refill_sample_buffers",
         "schedule": env.float("CHISEL_REFILL_SECONDS", default=30.0),
+    },
+    "requeue-stale-training": {
+        "task": "annotate.tasks.requeue_stale_training",
+        "schedule": env.float("CHISEL_REQUEUE_SECONDS", default=60.0),
     },
     "reap-expired-leases": {
         "task": "annotate.tasks.reap_expired_leases",

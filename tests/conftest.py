@@ -36,6 +36,7 @@ def png_bytes(colour: tuple[int, int, int] = (128, 64, 32), size: tuple[int, int
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CHISEL_EXPORT_ROOT = tmp_path / "exports"
+    settings.CHISEL_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     return settings.MEDIA_ROOT
 
 
@@ -130,11 +131,12 @@ def celery_worker_process(transactional_db, tmp_path, media_root):
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "MEDIA_ROOT": str(media_root),
         "CHISEL_EXPORT_ROOT": str(media_root.parent / "exports"),
+        "CHISEL_CHECKPOINT_ROOT": str(media_root.parent / "checkpoints"),
     }
     app.control.purge()
     log = (tmp_path / "worker.log").open("w+")
     worker = subprocess.Popen(
-        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "celery,sample",
+        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "celery,sample,train",
          "--hostname", f"test-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
