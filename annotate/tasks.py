@@ -1,6 +1,7 @@
 """Celery tasks of the annotation app: thin wrappers that take ids and call services."""
 
 import logging
+from pathlib import Path
 
 from celery import shared_task
 from django.db import transaction
@@ -91,13 +92,39 @@ def train_round(job_id: int) -> int | None:
 
 
 def _train(job, data, run_dir):
+    """In this process on one device; through `accelerate launch` across the GPUs of this worker when it has several."""
+    import os
+
+    import torch
+
     from annotate.sampling import checkpoint_spec
     from trainer.config import TrainConfig
-    from trainer.train import train
+    from trainer.train import TrainResult, train
 
     spec = checkpoint_spec(job.round.parent_checkpoint)
     config = TrainConfig.from_dict(job.config)
-    return train(config, data=data, base=spec.base_path, parents=tuple(spec.lora_paths), out=run_dir, progress=False)
+    processes = int(os.environ.get("CHISEL_TRAIN_PROCESSES", torch.cuda.device_count() or 1))
+    if processes <= 1:
+        return train(config, data=data, base=spec.base_path, parents=tuple(spec.lora_paths), out=run_dir,
+                     progress=False)
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(job.config))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "-m", "trainer",
+               "train", "--config", str(run_dir / "config.yaml"), "--data", str(data), "--base", spec.base_path,
+               "--out", str(run_dir)]
+    for parent in spec.lora_paths:
+        command += ["--parent", parent]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise RuntimeError(f"accelerate launch failed: {finished.stderr[-2000:]}")
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    return TrainResult(Path(summary["checkpoint"]), Path(summary["metrics"]), summary["steps"], summary["pairs"],
+                       summary["ties_dropped"], summary["final"])
 
 
 class _Heartbeat:
