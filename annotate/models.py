@@ -153,6 +153,7 @@ class Round(models.Model):
     training_config = models.JSONField(default=dict, blank=True)
     progress = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    failed_in = models.CharField(max_length=16, blank=True, help_text="The step a failed round stopped in.")
     # Sampling bookkeeping: the next (prompt, seed) index to hand out, and while a sample task holds the
     # round, until when (a crashed task's hold runs out and the beat task takes over).
     sample_cursor = models.PositiveIntegerField(default=0, editable=False)

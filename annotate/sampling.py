@@ -142,12 +142,14 @@ def round_release_sampling(*, round_id: int) -> None:
     Round.objects.filter(pk=round_id).update(sampling_until=None)
 
 
-def round_fail(*, round_id: int, reason: str, from_states: tuple[str, ...] = Round.OPEN_STATES) -> bool:
-    """Mark the round failed with a readable reason, unless it already left `from_states`."""
-    updated = Round.objects.filter(pk=round_id, state__in=from_states).update(
-        state=Round.State.FAILED, error=reason, sampling_until=None
-    )
-    return bool(updated)
+def round_fail_sampling(*, round_id: int, reason: str) -> bool:
+    """A sampling round (or one topping up its buffer while annotating) stops with the reason."""
+    from annotate.rounds import round_fail
+
+    state = Round.objects.filter(pk=round_id).values_list("state", flat=True).first()
+    if state not in (Round.State.SAMPLING, Round.State.ANNOTATING):
+        return False
+    return round_fail(round_id=round_id, from_state=state, reason=reason)
 
 
 def rounds_wanting_samples() -> list[int]:

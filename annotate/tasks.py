@@ -48,7 +48,7 @@ def sample_pairs(round_id: int, requests: list[list[int]]) -> int:
         spec, params, pair_requests = sampling.round_sampling_inputs(round_id=round_id, requests=requests)
         sampled = sample_train_pairs(pipelines, spec, pair_requests, params)
     except ModelLoadError as exc:
-        sampling.round_fail(round_id=round_id, reason=f"Sampling failed: {exc}")
+        sampling.round_fail_sampling(round_id=round_id, reason=f"Sampling failed: {exc}")
         return 0
     created = sampling.round_store_pairs(round_id=round_id, requests=requests, sampled=sampled)
     sampling.round_release_sampling(round_id=round_id)
