@@ -32,7 +32,8 @@ def test_dark_oracle_annotators_judge_every_pair_for_the_darker_image(live_serve
     round_ = Round.objects.create(taste=taste, number=1, state=Round.State.ANNOTATING, overlap=2)
     for index in range(6):
         prompt = Prompt.objects.create(text=f"a grey square {index}")
-        a, b = (image_store(prompt=prompt, data=grey(level)) for level in (40 + 30 * index, 220 - 30 * index))
+        levels = (40 + 20 * index, 200 - 10 * index)  # never equal; the darker one is A or B in turn
+        a, b = (image_store(prompt=prompt, data=grey(level)) for level in (levels if index % 2 else levels[::-1]))
         Pair.objects.create(round=round_, taste=taste, prompt=prompt, image_a=a, image_b=b, overlap=2)
     out = io.StringIO()
     call_command("simulate_annotators", "--taste", "sim", "--oracle", "dark", "--annotators", "2", "--until-idle",
