@@ -1,4 +1,4 @@
-"""A demo world drawn with Pillow, so the API and admin are usable before any model is loaded."""
+"""The demo world: the toy model sampling real pairs when it is built, else pairs drawn with Pillow."""
 
 import io
 import json
@@ -14,13 +14,14 @@ from PIL import ImageDraw, ImageFilter
 
 from annotate import services
 from annotate.images import image_store
-from annotate.models import Pair, Prompt, Round, Taste
+from annotate.models import BaseModel, Checkpoint, Pair, Prompt, Round, Taste
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (40, 160, 70), "yellow": (225, 200, 40)}
 DEMO_TASTE = "demo"
 DEMO_ANNOTATORS = ("alice", "bob")
 DEMO_LEAD = "lead"
+TOY_STEPS = 20  # inference steps for the toy model
 
 
 def draw_shape(*, shape: str, colour: str, seed: int, size: int = 256) -> bytes:
@@ -74,6 +75,29 @@ def demo_round_seed(*, taste: Taste, pairs: int = 60, overlap: int = 2, seed: in
     return round_
 
 
+TOY_MODEL = Path(settings.BASE_DIR) / "models" / "toy-flux"
+
+
+def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> Round:
+    """A round in the sampling state on the toy model: the demo's worker samples its pairs."""
+    from sampler.toy.world import captions
+
+    base, _ = BaseModel.objects.get_or_create(
+        name="toy-flux",
+        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": TOY_STEPS,
+                  "default_guidance": 3.5, "default_width": 64, "default_height": 64,
+                  "default_max_sequence_length": 32},
+    )
+    checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=checkpoint)
+    prompts = [Prompt.objects.create(text=text, tags=["toy"]) for text in captions()]
+    return Round.objects.create(
+        taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
+        label_quota=pairs * overlap, overlap=overlap,
+        sampling_config={"prompt_ids": [p.pk for p in prompts], "low_water": 20, "batch": 8},
+    )
+
+
 def demo_world_seed(*, pairs: int = 60) -> dict[str, str]:
     """The demo taste, a lead and two annotators, and one round of pairs; returns username → password.
 
@@ -100,7 +124,10 @@ def demo_world_seed(*, pairs: int = 60) -> dict[str, str]:
                 user.save(update_fields=["password"])
             logins[username] = password
         if not taste.rounds.exists():
-            demo_round_seed(taste=taste, pairs=pairs)
+            if (TOY_MODEL / "model_index.json").exists():
+                demo_sampling_round(taste=taste, pairs=pairs)
+            else:
+                demo_round_seed(taste=taste, pairs=pairs)
     logins_file.parent.mkdir(parents=True, exist_ok=True)
     logins_file.write_text(json.dumps(logins, indent=2))
     return logins

@@ -29,6 +29,7 @@ def demo_env(tmp_path):
         CSRF_COOKIE_SECURE="false",
         CHISEL_LEASE_SECONDS="2",
         CHISEL_REAP_SECONDS="1",
+        CHISEL_REFILL_SECONDS="2",
     )
     return env
 
@@ -67,14 +68,19 @@ def test_demo_serves_the_api_and_its_worker_reaps_leases(demo_env, tmp_path):
         cwd=REPO, env=demo_env, stdout=log, stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--beat", "--pool", "solo",
+        [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--beat", "--pool", "solo", "-Q", "celery,sample,train",
          "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
         cwd=REPO, env=demo_env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         wait_until(lambda: _answers(base), timeout=60, what="the demo server")
         alice = log_in(base, "alice", logins["alice"])
-        (item,) = alice.get("/api/v1/assignments/next/", params={"taste": "demo"}).json()
+        # With the toy model built, the worker samples the demo's pairs first; drawn pairs are there at once.
+        first = wait_until(
+            lambda: (r := alice.get("/api/v1/assignments/next/", params={"taste": "demo"})).status_code == 200 and r,
+            timeout=180, interval=1, what="the demo's first pair",
+        )
+        (item,) = first.json()
         assert alice.get(item["left"]["url"]).headers["content-type"] == "image/png"
         judged = alice.post("/api/v1/judgements/", json={"assignment": item["id"], "choice": "tie",
                                                          "client_uuid": "6f1c8c1e-0d1b-4f43-9a43-2b8a1f0f2b11"})
