@@ -330,14 +330,19 @@ class Judgement(models.Model):
         return f"judgement {self.pk}: {self.choice}"
 
 
+class JobState(models.TextChoices):
+    """States of a background job row (exports, training)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Export(models.Model):
     """A preference dataset export run as a background job, with its progress and result."""
 
-    class State(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    State = JobState
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
     options = models.JSONField(default=dict, help_text="Filters and format, as ExportOptions fields.")
@@ -370,11 +375,7 @@ class TrainingJob(models.Model):
     and a stale attempt can no longer write its result.
     """
 
-    class State(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    State = JobState
 
     round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="training_jobs")
     state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
