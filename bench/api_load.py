@@ -185,9 +185,9 @@ def world_build(*, env: dict[str, str], annotators: int, pairs: int, overlap: in
     database_recreate(env["DATABASE_URL"])
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     args = {"taste": TASTE, "annotators": annotators, "pairs": pairs, "overlap": overlap}
-    seeded = subprocess.run(
-        [PYTHON, "-c", SEED_SNIPPET, json.dumps(args)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
+    seeded = subprocess.run([PYTHON, "-c", SEED_SNIPPET, json.dumps(args)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if seeded.returncode != 0:
+        sys.exit(f"Seeding the bench database failed:\n{seeded.stderr}")
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
         # Planner statistics, as a live database has them; without, the claim plans a slow anti-join.
         conn.execute("ANALYZE")
