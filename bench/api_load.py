@@ -14,9 +14,11 @@ The script builds its own world and tears down what it started:
 5. prints a table, and as the last line of stdout one JSON object with the same figures.
 
 `--scenario all` runs the two target scenarios against one world and one server:
-throughput (20 annotators, no think time; target ≥ 150 labels/s) and latency (50 annotators,
-1 s think time; target p99 ≤ 50 ms for both calls). Zero duplicate handouts is a target of every run.
-Targets are reported as PASS/FAIL and never change the exit status.
+(a) throughput: 20 annotators, no think time; target ≥ 150 labels/s;
+(b) latency: 50 annotators, 1 s think time; target p99 ≤ 50 ms for both calls.
+Zero duplicate handouts is a target of every run. Targets are reported as PASS/FAIL and never change
+the exit status. The table also gives CPU milliseconds per label (gunicorn, PostgreSQL, this client) and
+how busy the machine was with other work: on a shared machine, compare runs by those.
 
     .venv/bin/python bench/api_load.py --scenario all
     .venv/bin/python bench/api_load.py --annotators 30 --think 0.2 --duration 30
@@ -56,15 +58,24 @@ NEXT_PATH = f"/api/v1/assignments/next/?taste={TASTE}&prefetch=1"
 SUBMIT_PATH = "/api/v1/judgements/"
 CHOICES = ("left", "right", "tie")
 
-# Gunicorn defaults, measured on the 2-core development VM with `--scenario all` (client, server and
-# PostgreSQL share the two cores, so everything is CPU-bound):
-#   sync,     5 workers (2*cores+1): see the report in the commit that added this file
-#   sync,     3 / 4 workers:        likewise
-#   gthread,  2 workers x 4 threads, 3 x 4, 4 x 2
-# The default below is the best of those; `--workers/--worker-class/--threads` override it.
-DEFAULT_WORKERS = 4
-DEFAULT_WORKER_CLASS = "sync"
-DEFAULT_THREADS = 1
+# Gunicorn defaults. Client, server and PostgreSQL share the machine's cores, so the load is CPU-bound.
+# Tried with `--scenario all` on the 2-core development VM, two rounds each. The VM was shared (other work
+# took 30-50% of its CPU throughout), so the figures are rough:
+#
+#   worker class, workers x threads   throughput labels/s   latency scenario, p99 of next
+#   sync 2  (keep-alive unsupported)  36-44                 430-470 ms
+#   sync 3                            45-49                  96-400 ms
+#   sync 4                            38-53                 270-430 ms
+#   sync 5  (2 * cores + 1)           44-46                 160-350 ms
+#   gthread 2 x 2                     48-59                 440 ms
+#   gthread 2 x 4                     53-56                 100-130 ms
+#   gthread 3 x 2                     45-50                 230-320 ms
+#
+# gthread keeps the annotators' connections alive and overlaps one thread's database waits with another's
+# Python; 2 x 4 was best or near it in both scenarios. Override with --workers/--worker-class/--threads.
+DEFAULT_WORKERS = 2
+DEFAULT_WORKER_CLASS = "gthread"
+DEFAULT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -510,7 +521,9 @@ def table(result: dict) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Progress goes to stderr.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog="Progress goes to stderr."
+    )
     parser.add_argument(
         "--scenario", choices=["custom", *SCENARIOS, "all"], default="custom",
         help="a target scenario, or all of them in one go; custom (default) uses --annotators and --think",
@@ -526,7 +539,7 @@ def parse_args() -> argparse.Namespace:
         "--worker-class", choices=["sync", "gthread"], default=DEFAULT_WORKER_CLASS,
         help=f"gunicorn worker class [{DEFAULT_WORKER_CLASS}]",
     )  # fmt: skip
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per gthread worker")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"threads per gthread worker [{DEFAULT_THREADS}]")
     parser.add_argument(
         "--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench",
         help="the bench database, dropped and recreated; its name must contain 'bench' [%(default)s]",

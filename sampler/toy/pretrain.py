@@ -63,6 +63,14 @@ class BuildReport:
     scaling_factor: float
     shift_factor: float
 
+    @property
+    def stopped_early(self) -> bool:
+        recipe = self.recipe
+        return (
+            self.vae_steps < recipe["vae_crop_steps"] + recipe["vae_steps"]
+            or self.transformer_steps < recipe["steps"]
+        )
+
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
