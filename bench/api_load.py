@@ -31,9 +31,7 @@ import http.client
 import json
 import os
 import random
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,10 +43,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
+
+from common import database_recreate, django_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -158,39 +156,6 @@ print(json.dumps(tokens))
 """
 
 
-def database_recreate(database_url: str) -> None:
-    """Drop and create the bench database, connected to the server's `postgres` database."""
-    name = urlsplit(database_url).path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"Refusing to drop database '{name}': a bench database's name must contain 'bench'.")
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def django_env(database_url: str, files: str) -> dict[str, str]:
-    """The environment of every Django process of the bench: its own database, files and settings."""
-    for sub in ("media", "static"):
-        Path(files, sub).mkdir(exist_ok=True)
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chisel.settings",
-        "DATABASE_URL": database_url,
-        "MEDIA_ROOT": str(Path(files, "media")),
-        "STATIC_ROOT": str(Path(files, "static")),
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "CHISEL_ENV_FILE": "/dev/null",
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
-    }
-
-
 def world_build(*, env: dict[str, str], annotators: int, pairs: int, overlap: int) -> list[str]:
     """Migrate the (empty) database and seed it; returns the annotators' API tokens."""
     database_recreate(env["DATABASE_URL"])
@@ -203,12 +168,6 @@ def world_build(*, env: dict[str, str], annotators: int, pairs: int, overlap: in
         # Planner statistics, as a live database has them; without, the claim plans a slow anti-join.
         conn.execute("ANALYZE")
     return json.loads(seeded.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

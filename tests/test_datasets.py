@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from annotate import services
 from annotate.exports import ExportOptions, export_preferences
 from annotate.imports import ImportRejected, import_preferences
-from annotate.models import Assignment, Image, Judgement, Pair, Prompt, Round
+from annotate.models import Image, Judgement, Pair, Prompt, Round
 from tests.conftest import client_for, make_annotator, png_bytes, wait_until
 from annotate.images import image_store
 

@@ -1,6 +1,5 @@
 """The trainer's pure parts: the DPO loss against hand-computed values, config, data errors, checkpoints."""
 
-import io
 import json
 import math
 
