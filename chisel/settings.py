@@ -82,7 +82,8 @@ TEMPLATES = [
 # The embedded default is SQLite; production and the test suite set DATABASE_URL to PostgreSQL.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'chisel.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Health checks cost a round trip per request on the hot path; a broken connection fails one request instead.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; IMMEDIATE transactions take the write lock up front so two claims
     # cannot both read a pair as free, and WAL lets readers go on meanwhile.
