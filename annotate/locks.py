@@ -12,7 +12,9 @@ def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> Query
     `started` picks pairs that someone already holds or judged (True) or untouched ones (False).
     """
     pairs = (
-        Pair.objects.filter(taste_id=taste_id, round__state__in=Round.OPEN_STATES, assigned_count__lt=F("overlap"))
+        Pair.objects.filter(
+            taste_id=taste_id, round__state__in=Round.OPEN_STATES, round__paused=False, assigned_count__lt=F("overlap")
+        )
         .exclude(
             # An expired lease of this annotator's own may be taken up again; anything else may not.
             Exists(

@@ -152,6 +152,18 @@ class Round(models.Model):
     sampling_config = models.JSONField(default=dict, blank=True)
     training_config = models.JSONField(default=dict, blank=True)
     progress = models.JSONField(default=dict, blank=True)
+    # Steering: a round advances by itself once its quotas are met (else the lead advances it); a paused
+    # round hands out no pairs and samples nothing.
+    auto_advance = models.BooleanField(default=True)
+    paused = models.BooleanField(default=False)
+    # Evaluation: child-vs-parent pairs on held-out prompts (sampling_config["eval_prompt_ids"]); the child is
+    # promoted when the win rate's lower bound clears the threshold and every guard-rail holds.
+    eval_pair_quota = models.PositiveIntegerField(default=48)
+    promotion_threshold = models.FloatField(default=0.5)
+    guard_rails = models.JSONField(
+        default=dict, blank=True, help_text='e.g. {"adherence": {"max_drop": 0.05}}: checks that must not degrade.'
+    )
+    decision = models.JSONField(default=dict, blank=True, help_text="The promotion decision with its figures.")
     error = models.TextField(blank=True)
     failed_in = models.CharField(max_length=16, blank=True, help_text="The step a failed round stopped in.")
     # Sampling bookkeeping: the next (prompt, seed) index to hand out, and while a sample task holds the
@@ -170,6 +182,11 @@ class Round(models.Model):
                 name="round_state_valid",
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="round_overlap_positive"),
+            models.CheckConstraint(condition=Q(label_quota__gte=F("overlap")), name="round_label_quota_covers_overlap"),
+            models.CheckConstraint(
+                condition=Q(promotion_threshold__gte=0) & Q(promotion_threshold__lte=1),
+                name="round_promotion_threshold_unit",
+            ),
             models.UniqueConstraint(fields=["taste", "number"], name="round_number_unique_per_taste"),
         ]
 

@@ -67,7 +67,7 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
     now = now or timezone.now()
     with transaction.atomic():
         round_ = locks.lock_round(round_id=round_id).select_related("parent_checkpoint").first()
-        if round_ is None or round_.state not in (Round.State.SAMPLING, Round.State.ANNOTATING):
+        if round_ is None or round_.paused or round_.state not in (Round.State.SAMPLING, Round.State.ANNOTATING):
             return None
         if round_.sampling_until and round_.sampling_until > now:
             return None
@@ -156,7 +156,7 @@ def rounds_wanting_samples() -> list[int]:
     """Rounds that are sampling or annotating and are not held by a sample task."""
     now = timezone.now()
     return list(
-        Round.objects.filter(state__in=(Round.State.SAMPLING, Round.State.ANNOTATING))
+        Round.objects.filter(state__in=(Round.State.SAMPLING, Round.State.ANNOTATING), paused=False)
         .exclude(sampling_until__gt=now)
         .values_list("id", flat=True)
     )
