@@ -402,6 +402,8 @@ class TrainingJob(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, blank=True)
     run_dir = models.CharField(max_length=1000, blank=True)
+    step = models.PositiveIntegerField(default=0, help_text="Steps done, renewed with each heartbeat.")
+    steps = models.PositiveIntegerField(default=0, help_text="Steps the config asks for.")
     candidate = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     metrics = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
