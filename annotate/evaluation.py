@@ -70,4 +70,12 @@ def promotion_decision(win: WinRate, *, threshold: float = 0.5, guard_rails: dic
         promote, reason = False, f"guard-rail(s) broken: {', '.join(broken)}"
     else:
         promote, reason = True, f"win rate {win.rate:.3f}, lower bound {win.low:.3f} > {threshold}"
-    return Decision(promote, {**asdict(win), "n": win.n}, threshold, guard_rails, reason)
+    return Decision(promote, win_record(win), threshold, guard_rails, reason)
+
+
+def win_record(win: WinRate) -> dict:
+    """The win rate as JSON-safe figures (no rate yet is null, not NaN)."""
+    record = {**asdict(win), "n": win.n}
+    if math.isnan(record["rate"]):
+        record["rate"] = None
+    return record

@@ -160,3 +160,70 @@ def rounds_wanting_samples() -> list[int]:
         .exclude(sampling_until__gt=now)
         .values_list("id", flat=True)
     )
+
+
+def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> bool:
+    """Hold an evaluating round for one eval-sampling task, if it lacks eval pairs and no task holds it."""
+    from annotate.loop import round_eval_requests
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        round_ = locks.lock_round(round_id=round_id).first()
+        if round_ is None or round_.state != Round.State.EVALUATING or round_.paused:
+            return False
+        if round_.sampling_until and round_.sampling_until > now:
+            return False
+        if not round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)):
+            return False
+        Round.objects.filter(pk=round_id).update(sampling_until=now + SAMPLING_HOLD)
+    return True
+
+
+def round_missing_eval_requests(*, round_: Round, wanted: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    done = set(Pair.objects.filter(round=round_, kind=Pair.Kind.EVAL).values_list("prompt_id", "seed"))
+    return [r for r in wanted if r not in done]
+
+
+def round_eval_inputs(*, round_id: int, requests) -> tuple[ModelSpec, ModelSpec, SampleParams, list[PairRequest]]:
+    """Parent and child as files, the round's sampling settings and the prompt texts of these eval requests."""
+    round_ = Round.objects.select_related("parent_checkpoint__base_model", "child_checkpoint__base_model").get(
+        pk=round_id
+    )
+    texts = dict(Prompt.objects.filter(pk__in={p for p, _ in requests}).values_list("id", "text"))
+    pair_requests = [PairRequest(prompt=texts[p], seed=s) for p, s in requests]
+    return (
+        checkpoint_spec(round_.parent_checkpoint), checkpoint_spec(round_.child_checkpoint),
+        round_sample_params(round_), pair_requests,
+    )
+
+
+def round_store_eval_pairs(*, round_id: int, requests, sampled: list[SampledPair]) -> int:
+    """Store eval pairs: image A from the parent, image B from the child; existing pairs are left alone."""
+    round_ = Round.objects.select_related("parent_checkpoint", "child_checkpoint").get(pk=round_id)
+    created = 0
+    for (prompt_id, seed), pair in zip(requests, sampled, strict=True):
+        try:
+            with transaction.atomic():
+                images = [
+                    image_store(
+                        prompt_id=prompt_id, data=image.png, checkpoint=checkpoint, seed=image.seed,
+                        params=image.params, diagnostics=image.diagnostics,
+                    )
+                    for image, checkpoint in (
+                        (pair.image_a, round_.parent_checkpoint), (pair.image_b, round_.child_checkpoint)
+                    )
+                ]
+                Pair.objects.create(
+                    round=round_, taste_id=round_.taste_id, prompt_id=prompt_id, image_a=images[0], image_b=images[1],
+                    kind=Pair.Kind.EVAL, seed=seed, overlap=round_.overlap,
+                )
+            created += 1
+        except IntegrityError:
+            logger.info("Eval pair (round %s, prompt %s, seed %s) exists already", round_id, prompt_id, seed)
+    return created
+
+
+def round_fail_eval(*, round_id: int, reason: str) -> bool:
+    from annotate.rounds import round_fail
+
+    return round_fail(round_id=round_id, from_state=Round.State.EVALUATING, reason=reason)

@@ -56,6 +56,45 @@ def sample_pairs(round_id: int, requests: list[list[int]]) -> int:
     return created
 
 
+@shared_task(acks_late=True)  # routed to the "sample" queue
+def sample_round_eval(round_id: int, batch: int = 8) -> int:
+    """Sample an evaluating round's missing eval pairs (parent vs child), a batch at a time; safe to run twice."""
+    from annotate.loop import round_eval_requests
+    from annotate.models import Round
+    from sampler.loading import ModelLoadError, pipelines
+    from sampler.pairs import sample_eval_pairs
+
+    created = 0
+    try:
+        round_ = Round.objects.get(pk=round_id)
+        missing = sampling.round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_))
+        for start in range(0, len(missing), batch):
+            if not Round.objects.filter(pk=round_id, state=Round.State.EVALUATING, paused=False).exists():
+                break
+            requests = missing[start:start + batch]
+            parent, child, params, pair_requests = sampling.round_eval_inputs(round_id=round_id, requests=requests)
+            sampled = sample_eval_pairs(pipelines, parent, child, pair_requests, params)
+            created += sampling.round_store_eval_pairs(round_id=round_id, requests=requests, sampled=sampled)
+    except ModelLoadError as exc:
+        sampling.round_fail_eval(round_id=round_id, reason=f"Sampling eval pairs failed: {exc}")
+    finally:
+        sampling.round_release_sampling(round_id=round_id)
+    return created
+
+
+@shared_task
+def advance_rounds() -> int:
+    """Move rounds whose step is finished, and start eval sampling where it is missing (beat)."""
+    from annotate import loop
+    from annotate.models import Round
+
+    moves = loop.rounds_advance()
+    for round_id in Round.objects.filter(state=Round.State.EVALUATING).values_list("id", flat=True):
+        if sampling.round_reserve_eval(round_id=round_id):
+            sample_round_eval.delay(round_id)
+    return len(moves)
+
+
 @shared_task(acks_late=True)
 def run_export(export_id: int) -> None:
     """Write a requested preference dataset export."""
@@ -74,10 +113,10 @@ def train_round(job_id: int) -> int | None:
     if attempt is None:
         return None  # someone else holds it, or it is finished
     job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
-    heartbeat = _Heartbeat(job_id, attempt)
+    run_dir = training.training_run_dir(job, attempt)
+    heartbeat = _Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
     heartbeat.start()
     try:
-        run_dir = training.training_run_dir(job, attempt)
         data = training.training_dataset_export(job=job, run_dir=run_dir)
         result = _train(job, data, run_dir)
     except Exception as exc:
@@ -130,13 +169,15 @@ def _train(job, data, run_dir):
 class _Heartbeat:
     """Renews a training job's lease from a thread while the trainer runs."""
 
-    def __init__(self, job_id: int, attempt: int, every: float | None = None) -> None:
+    def __init__(self, job_id: int, attempt: int, every: float | None = None, metrics_path=None) -> None:
         import threading
 
         from django.conf import settings
 
         self.job_id, self.attempt = job_id, attempt
-        self.every = every or settings.CHISEL_TRAIN_LEASE.total_seconds() / 3
+        # Often enough for the lead's progress bar; the lease itself is renewed far before it runs out.
+        self.every = every or min(5.0, settings.CHISEL_TRAIN_LEASE.total_seconds() / 3)
+        self.metrics_path = Path(metrics_path) if metrics_path else None
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -150,11 +191,24 @@ class _Heartbeat:
 
         try:
             while not self.stopped.wait(self.every):
-                if not training.training_job_heartbeat(job_id=self.job_id, attempt=self.attempt):
+                if not training.training_job_heartbeat(job_id=self.job_id, attempt=self.attempt,
+                                                       step=self.step()):
                     logger.warning("Training job %s attempt %s lost its lease", self.job_id, self.attempt)
                     return
         finally:
             connection.close()
+
+    def step(self) -> int | None:
+        """The last step the trainer logged in its metrics.jsonl, if any."""
+        import json
+
+        if self.metrics_path is None or not self.metrics_path.exists():
+            return None
+        lines = self.metrics_path.read_bytes().rstrip().rsplit(b"\n", 1)
+        try:
+            return int(json.loads(lines[-1])["step"])
+        except (ValueError, KeyError, IndexError):
+            return None  # a line being written
 
     def stop(self) -> None:
         self.stopped.set()

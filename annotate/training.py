@@ -18,8 +18,11 @@ def training_job_create(*, round_id: int, config: dict | None = None) -> Trainin
     """Queue training for a round (its training_config unless `config` is given); a worker picks it up."""
     from annotate.tasks import train_round
 
+    from trainer.config import TrainConfig
+
     round_ = Round.objects.get(pk=round_id)
-    job = TrainingJob.objects.create(round=round_, config=config if config is not None else round_.training_config)
+    config = config if config is not None else round_.training_config
+    job = TrainingJob.objects.create(round=round_, config=config, steps=TrainConfig.from_dict(config).steps)
     transaction.on_commit(lambda: train_round.delay(job.pk))
     return job
 
@@ -31,18 +34,19 @@ def training_job_claim(*, job_id: int, worker: str | None = None, now: datetime 
     with transaction.atomic():
         updated = TrainingJob.objects.filter(claimable, pk=job_id).update(
             state=TrainingJob.State.RUNNING, attempt=F("attempt") + 1, lease_until=now + settings.CHISEL_TRAIN_LEASE,
-            heartbeat_at=now, started_at=now, worker=worker or socket.gethostname(), error="",
+            heartbeat_at=now, started_at=now, worker=worker or socket.gethostname(), error="", step=0,
         )
         if not updated:
             return None
         return TrainingJob.objects.values_list("attempt", flat=True).get(pk=job_id)
 
 
-def training_job_heartbeat(*, job_id: int, attempt: int, now: datetime | None = None) -> bool:
-    """Renew the lease of a running attempt; False if the attempt lost the job (it must stop)."""
+def training_job_heartbeat(*, job_id: int, attempt: int, step: int | None = None, now: datetime | None = None) -> bool:
+    """Renew the lease of a running attempt (and record its step); False if the attempt lost the job."""
     now = now or timezone.now()
+    progress = {"step": step} if step is not None else {}
     return bool(TrainingJob.objects.filter(pk=job_id, attempt=attempt, state=TrainingJob.State.RUNNING).update(
-        lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now,
+        lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now, **progress,
     ))
 
 
@@ -71,6 +75,7 @@ def training_job_finish(*, job_id: int, attempt: int, lora_path: Path, metrics: 
         )
         TrainingJob.objects.filter(pk=job_id).update(
             state=TrainingJob.State.DONE, candidate=candidate, metrics=metrics, finished_at=timezone.now(),
+            step=F("steps"), run_dir=str(Path(lora_path).parent),
         )
         Round.objects.filter(pk=job.round_id).update(child_checkpoint=candidate)
     return candidate

@@ -177,9 +177,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ROUTES = {
     "annotate.tasks.sample_pairs": {"queue": "sample"},
+    "annotate.tasks.sample_round_eval": {"queue": "sample"},
     "annotate.tasks.train_round": {"queue": "train"},
 }
 CELERY_BEAT_SCHEDULE = {
+    "advance-rounds": {
+        "task": "annotate.tasks.advance_rounds",
+        "schedule": env.float("CHISEL_ADVANCE_SECONDS", default=10.0),
+    },
     "refill-sample-buffers": {
         "task": "annotate.tasks.refill_sample_buffers",
         "schedule": env.float("CHISEL_REFILL_SECONDS", default=30.0),

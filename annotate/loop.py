@@ -1,0 +1,211 @@
+"""The closed loop: moving rounds through their steps, evaluating the child against its parent, promoting it.
+
+    draft ─start─► sampling ─first pairs─► annotating ─label quota─► training ─candidate─► evaluating ─decide─► done
+                                                                        │ job failed            │ eval quota
+                                                                        ▼                       ▼
+                                                                      failed ─retry─► (the step that failed)
+
+Every transition is a compare-and-set (`annotate.rounds`), so the beat task (`rounds_advance`), a worker and a
+lead's click may race: one of them wins and the others change nothing. Rounds advance by themselves when
+`auto_advance` is set; otherwise the lead advances them from the admin.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from annotate import locks, rounds, training
+from annotate.errors import DomainError
+from annotate.evaluation import promotion_decision, round_eval_counts, win_record
+from annotate.guard_rails import check_guard_rails
+from annotate.models import Checkpoint, Judgement, Pair, Round, Taste, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+S = Round.State
+EVAL_SEED_BASE = 1_000_000_000  # eval seeds; held out from every train seed of the sampler and the toy world
+
+
+def round_start(*, round_id: int) -> bool:
+    """Draft → sampling; the first sample task is queued when the transaction commits."""
+    if not rounds.round_advance(round_id=round_id, from_state=S.DRAFT):
+        return False
+    transaction.on_commit(lambda: _refill(round_id))
+    return True
+
+
+def round_pause(*, round_id: int) -> bool:
+    """Stop handing out the round's pairs and sampling new ones, until resumed."""
+    return bool(Round.objects.filter(pk=round_id, state__in=rounds.ACTIVE, paused=False).update(paused=True))
+
+
+def round_resume(*, round_id: int) -> bool:
+    if not Round.objects.filter(pk=round_id, paused=True).update(paused=False):
+        return False
+    transaction.on_commit(lambda: _refill(round_id))
+    return True
+
+
+def round_train(*, round_id: int) -> bool:
+    """Annotating → training, with the training job queued in the same transaction."""
+    with transaction.atomic():
+        if not rounds.round_advance(round_id=round_id, from_state=S.ANNOTATING):
+            return False
+        training.training_job_create(round_id=round_id)
+    return True
+
+
+def round_evaluate(*, round_id: int, candidate: Checkpoint) -> bool:
+    """Training → evaluating once the candidate exists; the eval pairs are sampled by the `sample` queue."""
+    with transaction.atomic():
+        if not rounds.round_advance(round_id=round_id, from_state=S.TRAINING):
+            return False
+        Round.objects.filter(pk=round_id).update(child_checkpoint=candidate)
+        transaction.on_commit(lambda: _sample_eval(round_id))
+    return True
+
+
+def round_decide(*, round_id: int, promote: bool | None = None, by: str = "rule") -> dict | None:
+    """Evaluating → done: promote the child (it becomes the taste's current checkpoint) or reject it.
+
+    `promote=None` applies the round's rule (the win rate's lower bound above `promotion_threshold`, every
+    guard-rail holding); True or False is the lead's call, recorded with the same figures. Returns the
+    decision, or None if the round was not evaluating (someone else decided first).
+    """
+    with transaction.atomic():
+        round_ = locks.lock_round(round_id=round_id).select_related("child_checkpoint", "taste").first()
+        if round_ is None or round_.state != S.EVALUATING:
+            return None
+        if round_.child_checkpoint is None:
+            raise DomainError(f"Round {round_id} has no candidate checkpoint to decide on.")
+        win = round_eval_counts(round_id=round_id)
+        rails = check_guard_rails(round_id=round_id, rails=round_.guard_rails)
+        decision = promotion_decision(win, threshold=round_.promotion_threshold, guard_rails=rails)
+        record = {
+            "promote": decision.promote if promote is None else promote, "rule_promote": decision.promote,
+            "win": decision.win, "threshold": decision.threshold, "guard_rails": decision.guard_rails,
+            "reason": decision.reason if promote is None else f"{'promoted' if promote else 'rejected'} by {by} "
+                                                              f"(the rule said: {decision.reason})",
+            "by": by, "decided_at": timezone.now().isoformat(),
+        }
+        child = round_.child_checkpoint
+        if record["promote"]:
+            checkpoint_promote(taste=round_.taste, checkpoint=child)
+        else:
+            Checkpoint.objects.filter(pk=child.pk).update(status=Checkpoint.Status.REJECTED)
+        Round.objects.filter(pk=round_id).update(state=S.DONE, decision=record, paused=False, updated_at=timezone.now())
+    return record
+
+
+def checkpoint_promote(*, taste: Taste, checkpoint: Checkpoint) -> None:
+    """Make `checkpoint` the taste's current one; the previous current one retires (in the caller's transaction)."""
+    Checkpoint.objects.filter(taste=taste, status=Checkpoint.Status.CURRENT).update(status=Checkpoint.Status.RETIRED)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=checkpoint)
+
+
+def round_retry_step(*, round_id: int) -> bool:
+    """Failed → the step that failed, with that step's work queued again."""
+    with transaction.atomic():
+        failed_in = Round.objects.filter(pk=round_id, state=S.FAILED).values_list("failed_in", flat=True).first()
+        if not failed_in or not rounds.round_retry(round_id=round_id):
+            return False
+        if failed_in == S.TRAINING:
+            training.training_job_create(round_id=round_id)
+        elif failed_in == S.EVALUATING:
+            transaction.on_commit(lambda: _sample_eval(round_id))
+        else:
+            transaction.on_commit(lambda: _refill(round_id))
+    return True
+
+
+def rounds_advance(*, now: datetime | None = None) -> list[tuple[int, str]]:
+    """One pass of the beat: move every round whose step is finished; returns (round id, new state) moves."""
+    moves = []
+    for round_ in Round.objects.filter(state__in=(S.ANNOTATING, S.TRAINING, S.EVALUATING)).order_by("id"):
+        moved = _advance_one(round_)
+        if moved:
+            moves.append((round_.pk, Round.objects.values_list("state", flat=True).get(pk=round_.pk)))
+    return moves
+
+
+def _advance_one(round_: Round) -> bool:
+    if round_.state == S.TRAINING:  # a finished or failed job moves the round whatever auto_advance says
+        job = round_.training_jobs.order_by("-id").first()
+        if job is None:
+            return False
+        if job.state == TrainingJob.State.DONE and job.candidate_id:
+            return round_evaluate(round_id=round_.pk, candidate=job.candidate)
+        if job.state == TrainingJob.State.FAILED:
+            return rounds.round_fail(round_id=round_.pk, from_state=S.TRAINING, reason=f"Training failed: {job.error}")
+        return False
+    if not round_.auto_advance or round_.paused:
+        return False
+    progress = round_progress(round_id=round_.pk)
+    if round_.state == S.ANNOTATING:
+        annotation, sampling = progress["annotation"], progress["sampling"]
+        exhausted = sampling["done"] >= sampling["total"] and progress["open_train_pairs"] == 0
+        if annotation["done"] >= annotation["total"] or exhausted:
+            return round_train(round_id=round_.pk)
+        return False
+    evaluation = progress["evaluation"]
+    if evaluation["pairs"] >= round_.eval_pair_quota and evaluation["done"] >= evaluation["total"]:
+        return round_decide(round_id=round_.pk) is not None
+    return False
+
+
+def round_progress(*, round_id: int) -> dict:
+    """Where the round stands, step by step, as counts against quotas (the cockpit polls this)."""
+    round_ = Round.objects.get(pk=round_id)
+    pairs = Pair.objects.filter(round_id=round_id).aggregate(
+        train=Count("id", filter=Q(kind=Pair.Kind.TRAIN)),
+        eval=Count("id", filter=Q(kind=Pair.Kind.EVAL)),
+        open_train=Count("id", filter=Q(kind=Pair.Kind.TRAIN, judged_count__lt=F("overlap"))),
+    )
+    labels = Judgement.objects.filter(pair__round_id=round_id).aggregate(
+        train=Count("id", filter=Q(pair__kind=Pair.Kind.TRAIN)), eval=Count("id", filter=Q(pair__kind=Pair.Kind.EVAL)),
+    )
+    job = round_.training_jobs.order_by("-id").first()
+    win = round_eval_counts(round_id=round_id) if labels["eval"] else None
+    return {
+        "id": round_.pk, "state": round_.state, "paused": round_.paused, "error": round_.error,
+        "failed_in": round_.failed_in, "auto_advance": round_.auto_advance,
+        "sampling": {"done": pairs["train"], "total": round_.pair_quota},
+        "annotation": {"done": labels["train"], "total": round_.label_quota},
+        "open_train_pairs": pairs["open_train"],
+        "training": {
+            "done": job.step if job else 0, "total": job.steps if job else 0, "state": job.state if job else "",
+            "attempt": job.attempt if job else 0, "error": job.error if job else "",
+        },
+        "evaluation": {
+            "pairs": pairs["eval"], "done": labels["eval"], "total": round_.eval_pair_quota * round_.overlap,
+            "win": win_record(win) if win else None,
+        },
+        "decision": round_.decision,
+    }
+
+
+def round_eval_requests(round_: Round) -> list[tuple[int, int]]:
+    """(held-out prompt id, seed) of every eval pair the round wants, in a fixed order."""
+    prompt_ids = round_.sampling_config.get("eval_prompt_ids") or []
+    if not prompt_ids:
+        return []
+    return [(prompt_ids[i % len(prompt_ids)], EVAL_SEED_BASE + i // len(prompt_ids)) for i in range(round_.eval_pair_quota)]
+
+
+def _refill(round_id: int) -> None:
+    from annotate.tasks import refill_round
+
+    with transaction.atomic():
+        refill_round(round_id)
+
+
+def _sample_eval(round_id: int) -> None:
+    from annotate.sampling import round_reserve_eval
+    from annotate.tasks import sample_round_eval
+
+    if round_reserve_eval(round_id=round_id):
+        sample_round_eval.delay(round_id)

@@ -1,0 +1,177 @@
+"""The closed loop end to end: rounds sampled, judged over HTTP, trained and evaluated by a real Celery worker."""
+
+import io
+import threading
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from annotate import loop, services, tasks
+from annotate.models import BaseModel, Checkpoint, Pair, Prompt, Round, Taste, TrainingJob
+from tests.conftest import wait_until
+from tests.models import build_tiny_flux
+
+TRAIN = {"steps": 3, "batch_size": 2, "rank": 4, "max_sequence_length": 32, "learning_rate": 1e-3,
+         "heldout_fraction": 0, "checkpoint_every": 100}
+SAMPLING = {"steps": 2, "guidance": 3.5, "width": 64, "height": 64, "max_sequence_length": 32, "low_water": 6,
+            "batch": 6}
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_dir(tmp_path_factory):
+    return build_tiny_flux(tmp_path_factory.mktemp("loop") / "flux")
+
+
+def new_round(taste: Taste, *, training_config: dict = TRAIN) -> Round:
+    train = [Prompt.objects.create(text=text) for text in ("a red circle", "a blue square", "a green triangle")]
+    heldout = [Prompt.objects.create(text=text, split=Prompt.Split.HELDOUT) for text in ("a yellow circle", "a red square")]
+    taste.refresh_from_db()
+    return Round.objects.create(
+        taste=taste, number=taste.rounds.count() + 1, parent_checkpoint=taste.current_checkpoint, pair_quota=6,
+        label_quota=6, overlap=1, eval_pair_quota=4, promotion_threshold=0.0, guard_rails={},
+        sampling_config={**SAMPLING, "prompt_ids": [p.pk for p in train], "eval_prompt_ids": [p.pk for p in heldout]},
+        training_config=training_config,
+    )
+
+
+class Annotators:
+    """Simulated 'dark' annotators judging over HTTP in the background until stopped."""
+
+    def __init__(self, url: str, taste: Taste) -> None:
+        self.url, self.taste, self.stopped = url, taste, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stopped.is_set():
+                call_command("simulate_annotators", "--taste", self.taste.slug, "--oracle", "dark", "--annotators",
+                             "1", "--until-idle", "--idle", "0.5", "--url", self.url, stdout=io.StringIO())
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+def run_round(round_: Round, states: list[str], timeout: float = 300) -> Round:
+    """Start the round and play the beat (advance_rounds) until it settles; record each state seen."""
+    assert loop.round_start(round_id=round_.pk)
+
+    def settled():
+        tasks.advance_rounds()
+        state = Round.objects.values_list("state", flat=True).get(pk=round_.pk)
+        if not states or states[-1] != state:
+            states.append(state)
+        return state in (Round.State.DONE, Round.State.FAILED)
+
+    wait_until(settled, timeout=timeout, interval=0.5, what=f"round {round_.number} to finish")
+    return Round.objects.select_related("child_checkpoint", "parent_checkpoint").get(pk=round_.pk)
+
+
+@pytest.mark.integration
+def test_two_rounds_advance_in_order_with_the_lineage_and_decisions_recorded(
+    celery_worker_process, live_server, tiny_flux_dir
+):
+    taste = services.taste_create(slug="loop")
+    base = BaseModel.objects.create(name="tiny-loop", kind="flux", path=str(tiny_flux_dir), default_steps=2,
+                                    default_width=64, default_height=64, default_max_sequence_length=32)
+    root = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=root)
+
+    with Annotators(live_server.url, taste):
+        decided = []
+        for number in (1, 2):
+            parent = Taste.objects.get(pk=taste.pk).current_checkpoint
+            states: list[str] = []
+            round_ = run_round(new_round(taste), states)
+            assert round_.state == "done", round_.error
+            # Every forward state in order (a fast step may pass between two polls, never out of order).
+            order = ["sampling", "annotating", "training", "evaluating", "done"]
+            assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
+            assert states[-1] == "done" and "training" in states
+
+            assert round_.parent_checkpoint_id == parent.pk
+            child = round_.child_checkpoint
+            assert child.parent_id == parent.pk and child.lora_path
+            decision = round_.decision
+            assert decision["by"] == "rule" and decision["threshold"] == 0.0
+            win = decision["win"]
+            assert win["n"] == Pair.objects.filter(round=round_, kind="eval").count() == 4
+            assert win["wins"] + win["losses"] + win["ties"] == win["n"]
+            assert 0.0 <= win["low"] <= win["rate"] <= win["high"] <= 1.0
+            assert decision["promote"] == (win["low"] > 0.0)
+            current = Taste.objects.get(pk=taste.pk).current_checkpoint
+            if decision["promote"]:
+                assert current == child and Checkpoint.objects.get(pk=parent.pk).status == "retired"
+            else:
+                assert current == parent and Checkpoint.objects.get(pk=child.pk).status == "rejected"
+            eval_pairs = Pair.objects.filter(round=round_, kind="eval").select_related("image_a", "image_b")
+            assert all(p.image_a.checkpoint_id == parent.pk and p.image_b.checkpoint_id == child.pk for p in eval_pairs)
+            assert all(p.image_a.seed == p.image_b.seed == p.seed for p in eval_pairs)
+            decided.append(decision["promote"])
+        assert Checkpoint.objects.filter(taste=taste, status="current").count() == 1
+
+        # A round whose training fails stops in `failed` with the reason and leaves the current checkpoint alone.
+        current = Taste.objects.get(pk=taste.pk).current_checkpoint
+        broken = new_round(taste, training_config={**TRAIN, "target_modules": ["no_such_module"]})
+        failed = run_round(broken, [])
+        assert (failed.state, failed.failed_in) == ("failed", "training")
+        assert "Training failed" in failed.error and "no_such_module" in failed.error
+        assert failed.child_checkpoint is None
+        assert Taste.objects.get(pk=taste.pk).current_checkpoint == current
+        assert TrainingJob.objects.get(round=failed).state == "failed"
+
+
+@pytest.mark.django_db
+def test_a_decision_is_taken_once_and_a_lead_may_override_the_rule(taste, tmp_path):
+    base = BaseModel.objects.create(name="b", kind="flux", path=str(tmp_path))
+    parent = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    child = Checkpoint.objects.create(taste=taste, base_model=base, parent=parent, lora_path=str(tmp_path / "c"))
+    round_ = Round.objects.create(taste=taste, number=1, parent_checkpoint=parent, child_checkpoint=child,
+                                  state=Round.State.EVALUATING, guard_rails={})
+    decision = loop.round_decide(round_id=round_.pk, promote=True, by="lead-1")
+    assert decision["promote"] and not decision["rule_promote"] and decision["by"] == "lead-1"
+    assert "no evaluation judgements" in decision["reason"]
+    assert loop.round_decide(round_id=round_.pk) is None  # decided already: a double click changes nothing
+    taste.refresh_from_db()
+    assert taste.current_checkpoint == child
+    assert Checkpoint.objects.get(pk=parent.pk).status == "retired"
+
+
+@pytest.mark.django_db
+def test_pause_stops_handing_out_pairs_and_resume_restores_them(taste, annotator):
+    from tests.conftest import make_round
+
+    round_ = make_round(taste, pairs=3)
+    assert loop.round_pause(round_id=round_.pk) and not loop.round_pause(round_id=round_.pk)
+    assert services.assignment_claim(annotator=annotator, taste=taste) == []
+    assert loop.round_resume(round_id=round_.pk)
+    assert len(services.assignment_claim(annotator=annotator, taste=taste)) == 1
+
+
+@pytest.mark.django_db
+def test_a_round_whose_labels_are_in_moves_to_training_once(taste, annotator, tmp_path):
+    from tests.conftest import make_round
+
+    round_ = make_round(taste, pairs=2, overlap=1)
+    base = BaseModel.objects.create(name="b", kind="flux", path=str(tmp_path))
+    parent = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Round.objects.filter(pk=round_.pk).update(label_quota=2, pair_quota=2, parent_checkpoint=parent,
+                                              training_config={"steps": 7})
+    assert loop.rounds_advance() == []  # no labels yet
+    for assignment in services.assignment_claim(annotator=annotator, taste=taste, count=2):
+        services.judgement_submit(annotator=annotator, assignment_id=assignment.pk, choice="left",
+                                  client_uuid=uuid.uuid4())
+    assert loop.rounds_advance() == [(round_.pk, "training")]
+    assert loop.rounds_advance() == []
+    job = TrainingJob.objects.get(round=round_)
+    assert (job.state, job.steps) == ("queued", 7)
+    assert loop.round_progress(round_id=round_.pk)["annotation"] == {"done": 2, "total": 2}
