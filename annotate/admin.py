@@ -7,7 +7,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from annotate.export_jobs import export_request
-
 from annotate.models import (
     Assignment,
     BaseModel,
@@ -22,6 +21,7 @@ from annotate.models import (
     TasteMembership,
     TrainingJob,
 )
+from annotate.round_admin import RoundCockpit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -84,10 +84,28 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Round)
-class RoundAdmin(admin.ModelAdmin):
-    list_display = ["id", "taste", "number", "state", "pair_quota", "label_quota", "overlap", "updated_at"]
+class RoundAdmin(RoundCockpit, admin.ModelAdmin):
+    """Rounds are launched with a form and moved by actions; their rows are never edited by hand."""
+
+    list_display = ["id", "taste", "number", "state", "paused", "pair_quota", "label_quota", "overlap", "verdict",
+                    "updated_at"]
     list_filter = ["taste", "state"]
-    readonly_fields = ["state", "parent_checkpoint", "child_checkpoint", "progress", "error", "created_at", "updated_at"]
+    change_form_template = "admin/annotate/round/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Round._meta.fields]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="decision")
+    def verdict(self, round_: Round) -> str:
+        decision = round_.decision
+        if not decision:
+            return "—"
+        rate = (decision.get("win") or {}).get("rate")
+        shown = "—" if rate is None else f"{rate:.2f}"
+        return f"{'promoted' if decision['promote'] else 'rejected'} (win {shown})"
 
 
 @admin.register(Image)

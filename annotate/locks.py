@@ -2,7 +2,7 @@
 
 from django.db.models import Exists, F, OuterRef, QuerySet
 
-from annotate.models import Assignment, Pair, Round, TrainingJob
+from annotate.models import Assignment, Pair, Round, Taste, TrainingJob
 
 
 def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> QuerySet[Pair]:
@@ -51,3 +51,8 @@ def lock_round(*, round_id: int) -> QuerySet[Round]:
 def lock_training_job(*, job_id: int) -> QuerySet[TrainingJob]:
     """One training job, locked while its result is recorded."""
     return TrainingJob.objects.select_for_update(of=("self",)).filter(pk=job_id)
+
+
+def lock_taste(*, taste_id: int) -> QuerySet[Taste]:
+    """One taste, locked while a round is launched for it (two launches cannot both find no running round)."""
+    return Taste.objects.select_for_update(of=("self",)).filter(pk=taste_id)

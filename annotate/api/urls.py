@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.api import exports, views
+from annotate.api import exports, rounds, views
 
 urlpatterns = [
     path("assignments/next/", views.AssignmentNextApi.as_view(), name="assignment-next"),
@@ -12,6 +12,8 @@ urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
     path("tastes/", views.TasteListApi.as_view(), name="taste-list"),
     path("tastes/<slug:slug>/", views.TasteDetailApi.as_view(), name="taste-detail"),
+    path("rounds/", rounds.RoundListApi.as_view(), name="round-list"),
+    path("rounds/<int:round_id>/", rounds.RoundDetailApi.as_view(), name="round-detail"),
     path("exports/", exports.ExportCreateApi.as_view(), name="export-create"),
     path("exports/<int:export_id>/", exports.ExportDetailApi.as_view(), name="export-detail"),
     path("exports/<int:export_id>/download/", exports.ExportDownloadApi.as_view(), name="export-download"),

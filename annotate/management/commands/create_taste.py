@@ -1,4 +1,6 @@
-"""manage.py create_taste SLUG [--name NAME]: a new taste with an empty cohort."""
+"""manage.py create_taste SLUG [--name NAME] [--model DIR]: a new taste with an empty cohort."""
+
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -13,9 +15,23 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
         parser.add_argument("--description", default="")
+        parser.add_argument("--model", type=Path, help="a diffusers base model folder: the taste's first checkpoint")
 
-    def handle(self, *args, slug, name, description, **options):
+    def handle(self, *args, slug, name, description, model, **options):
+        from django.db import transaction
+
+        from annotate.errors import DomainError
+        from annotate.launch import taste_base_checkpoint
+
         if Taste.objects.filter(slug=slug).exists():
             raise CommandError(f"Taste '{slug}' already exists.")
-        taste = services.taste_create(slug=slug, name=name, description=description)
+        try:
+            with transaction.atomic():
+                taste = services.taste_create(slug=slug, name=name, description=description)
+                if model is not None:
+                    checkpoint = taste_base_checkpoint(taste=taste, model_path=model)
+        except DomainError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"Created taste '{taste.slug}' ({taste.name}).")
+        if model is not None:
+            self.stdout.write(f"Its current checkpoint is the bare base model {checkpoint.base_model.path}.")

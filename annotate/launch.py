@@ -1,0 +1,133 @@
+"""Launching a round: checking the lead's settings, splitting off held-out prompts, creating and starting it."""
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+
+from annotate import locks, loop, rounds
+from annotate.errors import DomainError
+from annotate.models import Prompt, Round, Taste
+from trainer.config import TrainConfig
+
+DEFAULT_GUARD_RAILS = {"adherence": {"max_drop": 0.05}}
+SAMPLING_KEYS = ("steps", "guidance", "width", "height", "max_sequence_length", "low_water", "batch")
+
+
+@dataclass
+class LaunchSettings:
+    """Everything a lead chooses for a round; prompts come as stored rows (`prompt_ids`, `tags`) or new texts."""
+
+    prompt_ids: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    prompt_texts: list[str] = field(default_factory=list)
+    heldout_share: float = 0.2
+    pair_quota: int = 200
+    label_quota: int = 400
+    overlap: int = 2
+    eval_pair_quota: int = 48
+    sampling: dict = field(default_factory=dict)  # SAMPLING_KEYS; missing ones fall back to the base model's
+    training: dict = field(default_factory=dict)  # trainer.config.TrainConfig fields
+    promotion_threshold: float = 0.5
+    guard_rails: dict = field(default_factory=lambda: dict(DEFAULT_GUARD_RAILS))
+    auto_advance: bool = True
+    seed: int = 0  # which prompts are held out
+
+
+def round_launch(*, taste: Taste, settings: LaunchSettings, start: bool = True) -> Round:
+    """Check the settings, create the round (prompts split into train and held-out) and start it.
+
+    Raises `DomainError` with a readable message, creating nothing, when the settings cannot work.
+    """
+    with transaction.atomic():
+        taste = locks.lock_taste(taste_id=taste.pk).select_related("current_checkpoint__base_model").get()
+        _check(taste, settings)
+        train_ids, heldout_ids = _prompts(settings)
+        round_ = Round.objects.create(
+            taste=taste, number=(taste.rounds.order_by("-number").values_list("number", flat=True).first() or 0) + 1,
+            parent_checkpoint=taste.current_checkpoint, pair_quota=settings.pair_quota,
+            label_quota=settings.label_quota, overlap=settings.overlap, eval_pair_quota=settings.eval_pair_quota,
+            promotion_threshold=settings.promotion_threshold, guard_rails=settings.guard_rails,
+            auto_advance=settings.auto_advance, training_config=settings.training,
+            sampling_config={**settings.sampling, "prompt_ids": train_ids, "eval_prompt_ids": heldout_ids},
+        )
+        if start:
+            loop.round_start(round_id=round_.pk)
+    return Round.objects.get(pk=round_.pk)
+
+
+def _check(taste: Taste, settings: LaunchSettings) -> None:
+    checkpoint = taste.current_checkpoint
+    if checkpoint is None:
+        raise DomainError(f"Taste '{taste.slug}' has no current checkpoint to sample from.")
+    folder = Path(checkpoint.base_model.path)
+    if not (folder / "model_index.json").is_file():
+        raise DomainError(f"The base model folder {folder} has no model_index.json.")
+    active = taste.rounds.filter(state__in=rounds.ACTIVE).exclude(state=Round.State.DRAFT).first()
+    if active is not None:
+        raise DomainError(f"Round {active.number} of '{taste.slug}' is still {active.state}; finish or cancel it first.")
+    if settings.overlap < 1:
+        raise DomainError("Overlap must be at least 1.")
+    if settings.pair_quota < 1:
+        raise DomainError("The pair quota must be at least 1.")
+    if settings.label_quota < settings.overlap:
+        raise DomainError(f"The label quota ({settings.label_quota}) is below the overlap ({settings.overlap}).")
+    if settings.label_quota > settings.pair_quota * settings.overlap:
+        raise DomainError(
+            f"The label quota ({settings.label_quota}) is more than {settings.pair_quota} pairs × overlap "
+            f"{settings.overlap} can give."
+        )
+    if settings.eval_pair_quota < 1:
+        raise DomainError("The round needs at least one eval pair to decide on its child.")
+    if not 0 <= settings.promotion_threshold <= 1:
+        raise DomainError("The promotion threshold is a win rate between 0 and 1.")
+    if not 0 < settings.heldout_share < 1:
+        raise DomainError("The held-out share must be between 0 and 1.")
+    unknown = sorted(set(settings.sampling) - set(SAMPLING_KEYS))
+    if unknown:
+        raise DomainError(f"Unknown sampling settings: {', '.join(unknown)}.")
+    try:
+        TrainConfig.from_dict(settings.training)
+    except (TypeError, ValueError) as exc:
+        raise DomainError(f"Training settings: {exc}") from exc
+
+
+def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
+    """(train, held-out) prompt ids; the held-out ones are marked so and never sampled for training."""
+    ids = set(settings.prompt_ids)
+    if settings.tags:
+        ids |= set(Prompt.objects.filter(tags__contains=settings.tags).values_list("id", flat=True))
+    texts = [text.strip() for text in settings.prompt_texts if text.strip()]
+    ids |= {Prompt.objects.create(text=text).pk for text in dict.fromkeys(texts)}
+    known = set(Prompt.objects.filter(pk__in=ids).values_list("id", flat=True))
+    if missing := sorted(ids - known):
+        raise DomainError(f"Unknown prompt ids: {', '.join(map(str, missing))}.")
+    if len(known) < 2:
+        raise DomainError("A round needs at least two prompts: one to train on and one held out to evaluate.")
+    ordered = sorted(known)
+    random.Random(settings.seed).shuffle(ordered)
+    held = max(1, round(len(ordered) * settings.heldout_share))
+    heldout, train = sorted(ordered[:held]), sorted(ordered[held:])
+    Prompt.objects.filter(pk__in=heldout).update(split=Prompt.Split.HELDOUT)
+    Prompt.objects.filter(pk__in=train).update(split=Prompt.Split.TRAIN)
+    return train, heldout
+
+
+def taste_base_checkpoint(*, taste: Taste, model_path: Path, name: str = "", **defaults) -> "Checkpoint":
+    """Start (or restart) a taste from a base model folder: its bare base becomes the current checkpoint."""
+    from annotate.models import BaseModel, Checkpoint
+    from sampler.loading import ModelLoadError, model_kind
+
+    path = Path(model_path).resolve()
+    try:
+        kind = model_kind(path)
+    except ModelLoadError as exc:
+        raise DomainError(str(exc)) from exc
+    with transaction.atomic():
+        base, _ = BaseModel.objects.get_or_create(path=str(path), defaults={"name": name or path.name, "kind": kind,
+                                                                            **defaults})
+        checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CANDIDATE)
+        loop.checkpoint_promote(taste=taste, checkpoint=checkpoint)
+    checkpoint.refresh_from_db()
+    return checkpoint

@@ -1,0 +1,66 @@
+"""manage.py launch_round --taste SLUG (--prompts FILE | --tags a,b) [...]: launch a round from a shell."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.errors import DomainError
+from annotate.launch import LaunchSettings, round_launch
+from annotate.models import Taste
+
+
+class Command(BaseCommand):
+    help = "Launch a round of a taste on its current checkpoint: sample, annotate, train, evaluate, promote."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--taste", required=True)
+        prompts = parser.add_argument_group("prompts (at least one source)")
+        prompts.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
+        prompts.add_argument("--tags", default="", help="stored prompts carrying all these comma-separated tags")
+        parser.add_argument("--held-out", type=float, default=0.2, help="share of prompts kept for evaluation")
+        parser.add_argument("--pairs", type=int, default=200, help="train pairs to sample")
+        parser.add_argument("--labels", type=int, default=None, help="train labels before training (default pairs × overlap)")
+        parser.add_argument("--overlap", type=int, default=2, help="annotators per pair")
+        parser.add_argument("--eval-pairs", type=int, default=48)
+        parser.add_argument("--steps", type=int, help="sampling steps (default: the base model's)")
+        parser.add_argument("--guidance", type=float)
+        parser.add_argument("--size", type=int, help="image width and height in pixels")
+        parser.add_argument("--beta", type=float)
+        parser.add_argument("--lr", type=float)
+        parser.add_argument("--train-steps", type=int)
+        parser.add_argument("--rank", type=int)
+        parser.add_argument("--reference", choices=("parent", "base"))
+        parser.add_argument("--threshold", type=float, default=0.5, help="promote when the win rate's lower bound clears it")
+        parser.add_argument("--no-auto-advance", action="store_true", help="advance each step by hand from the admin")
+
+    def handle(self, *args, **o):
+        taste = Taste.objects.filter(slug=o["taste"]).first()
+        if taste is None:
+            raise CommandError(f"There is no taste '{o['taste']}'.")
+        texts = []
+        if o["prompts"]:
+            if not o["prompts"].is_file():
+                raise CommandError(f"No prompt file at {o['prompts']}.")
+            texts = o["prompts"].read_text().splitlines()
+        sampling = {key: value for key, value in (("steps", o["steps"]), ("guidance", o["guidance"]),
+                                                  ("width", o["size"]), ("height", o["size"])) if value is not None}
+        training = {key: value for key, value in (("beta", o["beta"]), ("learning_rate", o["lr"]),
+                                                  ("steps", o["train_steps"]), ("rank", o["rank"]),
+                                                  ("reference", o["reference"])) if value is not None}
+        settings = LaunchSettings(
+            tags=[t for t in o["tags"].split(",") if t], prompt_texts=texts, heldout_share=o["held_out"],
+            pair_quota=o["pairs"], label_quota=o["labels"] or o["pairs"] * o["overlap"], overlap=o["overlap"],
+            eval_pair_quota=o["eval_pairs"], sampling=sampling, training=training,
+            promotion_threshold=o["threshold"], auto_advance=not o["no_auto_advance"],
+        )
+        try:
+            round_ = round_launch(taste=taste, settings=settings)
+        except DomainError as exc:
+            raise CommandError(str(exc)) from exc
+        config = round_.sampling_config
+        self.stdout.write(
+            f"Launched round {round_.pk} ({taste.slug} #{round_.number}, {round_.state}): "
+            f"{len(config['prompt_ids'])} train and {len(config['eval_prompt_ids'])} held-out prompts, "
+            f"{round_.pair_quota} pairs × overlap {round_.overlap}, {round_.label_quota} labels, "
+            f"{round_.eval_pair_quota} eval pairs. Watch it: manage.py round_status {round_.pk} --watch"
+        )

@@ -1,0 +1,31 @@
+// The round cockpit's live progress: polls the round's progress feed and updates the bars; reloads the page
+// when the round's state (and so its actions) changes.
+const cockpit = document.getElementById("cockpit");
+if (cockpit) {
+  const shownActions = cockpit.dataset.actions.trim();
+  const units = { sampling: "pairs", annotation: "labels", training: "steps", evaluation: "labels" };
+  const poll = async () => {
+    const response = await fetch(cockpit.dataset.progressUrl, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const progress = await response.json();
+    if (progress.actions.join(" ") !== shownActions) {
+      window.location.reload();
+      return;
+    }
+    for (const step of Object.keys(units)) {
+      const bar = cockpit.querySelector(`progress[data-step="${step}"]`);
+      bar.max = Math.max(1, progress[step].total);
+      bar.value = progress[step].done;
+      cockpit.querySelector(`[data-count="${step}"]`).textContent =
+        `${progress[step].done} / ${progress[step].total} ${units[step]}`;
+    }
+    cockpit.querySelector('[data-field="state"]').textContent = progress.state;
+    cockpit.querySelector('[data-field="error"]').textContent = progress.error;
+    const win = progress.evaluation.win;
+    if (win && win.rate !== null) {
+      cockpit.querySelector('[data-field="win"]').textContent =
+        `Child's win rate ${win.rate.toFixed(3)}, 95% interval [${win.low.toFixed(3)}, ${win.high.toFixed(3)}] over ${win.n} judgements.`;
+    }
+  };
+  setInterval(() => poll().catch(() => {}), 2000);
+}
