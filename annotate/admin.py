@@ -22,6 +22,7 @@ from annotate.models import (
     TrainingJob,
 )
 from annotate.round_admin import RoundCockpit
+from annotate.taste_charts import TasteCharts
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -44,11 +45,11 @@ class TasteMembershipInline(admin.TabularInline):
 
 
 @admin.register(Taste)
-class TasteAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "current_checkpoint", "created_at"]
+class TasteAdmin(TasteCharts, admin.ModelAdmin):
+    list_display = ["slug", "name", "current_checkpoint", "charts_link", "created_at"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["current_checkpoint"]
+    readonly_fields = ["current_checkpoint", "charts_link"]
     inlines = [TasteMembershipInline]
 
 
