@@ -21,7 +21,6 @@ COLOURS = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (40, 160, 70), 
 DEMO_TASTE = "demo"
 DEMO_ANNOTATORS = ("alice", "bob")
 DEMO_LEAD = "lead"
-TOY_STEPS = 20  # inference steps for the toy model
 
 
 def draw_shape(*, shape: str, colour: str, seed: int, size: int = 256) -> bytes:
@@ -79,22 +78,27 @@ TOY_MODEL = Path(settings.BASE_DIR) / "models" / "toy-flux"
 
 
 def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> Round:
-    """A round in the sampling state on the toy model: the demo's worker samples its pairs."""
-    from sampler.toy.world import captions
+    """A round in the sampling state on the toy model, with held-out prompts for its evaluation: the demo's
+    worker samples its pairs, and the round trains and evaluates itself once its labels are in."""
+    from sampler.toy import defaults
 
     base, _ = BaseModel.objects.get_or_create(
         name="toy-flux",
-        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": TOY_STEPS,
-                  "default_guidance": 3.5, "default_width": 64, "default_height": 64,
-                  "default_max_sequence_length": 32},
+        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": defaults.SAMPLING["steps"],
+                  "default_guidance": defaults.SAMPLING["guidance"], "default_width": defaults.SIZE,
+                  "default_height": defaults.SIZE,
+                  "default_max_sequence_length": defaults.SAMPLING["max_sequence_length"]},
     )
     checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
     Taste.objects.filter(pk=taste.pk).update(current_checkpoint=checkpoint)
-    prompts = [Prompt.objects.create(text=text, tags=["toy"]) for text in captions()]
+    train, heldout = defaults.split_captions()
+    train_ids = [Prompt.objects.create(text=text, tags=["toy"]).pk for text in train]
+    heldout_ids = [Prompt.objects.create(text=text, tags=["toy"], split=Prompt.Split.HELDOUT).pk for text in heldout]
     return Round.objects.create(
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
-        label_quota=pairs * overlap, overlap=overlap,
-        sampling_config={"prompt_ids": [p.pk for p in prompts], "low_water": 20, "batch": 8},
+        label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=24, guard_rails={"adherence": {"max_drop": 0.05}},
+        sampling_config={"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": 20, "batch": 8},
+        training_config=defaults.TRAINING,
     )
 
 

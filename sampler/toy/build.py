@@ -40,8 +40,14 @@ def _vae(*, latent_channels: int, blocks: int = 4) -> AutoencoderKL:
     )
 
 
-def tiny_flux(words: list[str], *, seed: int = 0, guidance_embeds: bool = True) -> FluxPipeline:
-    """FLUX.1 [dev] in miniature: 16-channel 8× VAE, so a 64×64 image is 16 tokens; guidance-distilled."""
+def tiny_flux(
+    words: list[str], *, seed: int = 0, guidance_embeds: bool = True, head_dim: int = 16, layers: int = 2
+) -> FluxPipeline:
+    """FLUX.1 [dev] in miniature: 16-channel 8× VAE, so a 64×64 image is 16 tokens; guidance-distilled.
+
+    The transformer is 4 heads of `head_dim` wide with `layers` double-stream and as many single-stream blocks;
+    tests use the smallest, the pretrained toy model a wider one.
+    """
     torch.manual_seed(seed)
     tokenizer, tokenizer_2 = clip_tokenizer(words), t5_tokenizer(words)
     t5 = T5EncoderModel(T5Config(
@@ -49,9 +55,9 @@ def tiny_flux(words: list[str], *, seed: int = 0, guidance_embeds: bool = True) 
         relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
     ))
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=16,
+        patch_size=1, in_channels=64, num_layers=layers, num_single_layers=layers, attention_head_dim=head_dim,
         num_attention_heads=4, joint_attention_dim=TEXT_WIDTH, pooled_projection_dim=TEXT_WIDTH,
-        guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6),
+        guidance_embeds=guidance_embeds, axes_dims_rope=_rope_axes(head_dim),
     )
     scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
@@ -61,6 +67,12 @@ def tiny_flux(words: list[str], *, seed: int = 0, guidance_embeds: bool = True) 
         scheduler=scheduler, vae=_vae(latent_channels=16), text_encoder=_clip_text_encoder(tokenizer),
         tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
     )
+
+
+def _rope_axes(head_dim: int) -> tuple[int, int, int]:
+    # FLUX splits each head's rotary dimensions over (text index, row, column); they must sum to the head width.
+    side = (head_dim * 3 // 8) // 2 * 2
+    return head_dim - 2 * side, side, side
 
 
 def tiny_sd(words: list[str], *, seed: int = 0, prediction_type: str = "epsilon") -> StableDiffusionPipeline:

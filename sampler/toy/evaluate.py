@@ -16,7 +16,9 @@ EVAL_SEEDS = 1_000_000_000
 # and the tiny transformer's paths are straight enough that more steps change nothing measurable.
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 3.5
-MAX_SEQUENCE_LENGTH = 32  # the length the toy model was trained with; FLUX's default of 512 pads it out of range
+# The T5 length the toy model is trained and sampled with: its captions are a few words, and FLUX's default of 512
+# would pad them far out of what it was trained on (and cost time in every attention).
+MAX_SEQUENCE_LENGTH = 32
 
 
 @dataclass

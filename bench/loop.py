@@ -1,0 +1,333 @@
+"""Loop benchmark: rounds of sampling, simulated annotation over HTTP, DPO training and evaluation on the toy model.
+
+Runs the whole of Chisel's loop on the CPU, through the real services and API:
+
+1. drops and recreates a PostgreSQL database (default `chisel_bench_loop`), migrates it, and starts gunicorn;
+2. for each oracle (`textured` at `--noise`, then the `random` control): a taste on the pretrained toy model
+   (`manage.py toy_model build`), `--rounds` rounds of `--labels` train labels each, started with
+   `annotate.loop.round_start`, driven by the beat's own tasks (`advance_rounds`, `refill_sample_buffers`;
+   Celery runs them eagerly in this process), judged by `manage.py simulate_annotators` over HTTP;
+3. on held-out prompts and seeds, compares the final checkpoint with the base: the oracle's win rate on the *same*
+   (prompt, seed) and on *independent* seeds (a tie counts half), the flat-background share and caption
+   adherence before and after. The control's figure is the `textured` oracle's verdict on the control's last
+   trained child (promoted or not), so it shows what random labels do to the model;
+4. prints a table and, as its last line, one JSON object with the same figures.
+
+Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
+most 5 points below the base's, all in under 20 minutes on 2 cores.
+
+    .venv/bin/python bench/loop.py                      # needs models/toy-flux (manage.py toy_model build)
+    .venv/bin/python bench/loop.py --rounds 1 --labels 100 --skip-control
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import ROOT, database_recreate, django_env, free_port
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+EVAL_SEEDS = 2_000_000_000  # the bench's held-out seeds: apart from train seeds and the rounds' eval seeds
+INDEPENDENT_SEEDS = 3_000_000_000
+
+
+@dataclass
+class LoopResult:
+    oracle: str
+    rounds: list[dict]
+    same_seed_win_rate: float
+    independent_seed_win_rate: float
+    flat_share_base: float
+    flat_share_final: float
+    adherence_base: float
+    adherence_final: float
+    wall_s: float
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "toy-flux")
+    parser.add_argument("--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench_loop")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--labels", type=int, default=300, help="train labels per round (overlap 1)")
+    parser.add_argument("--eval-pairs", type=int, default=48, help="child-vs-parent pairs per round")
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--images", type=int, default=120, help="held-out (prompt, seed) pairs in the final comparison")
+    parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--beta", type=float, default=1000.0)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--reference", choices=("parent", "base"), default="parent")
+    parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
+    parser.add_argument("--skip-control", action="store_true")
+    return parser.parse_args()
+
+
+@contextmanager
+def gunicorn(env: dict[str, str]):
+    """The web app on a free port (2 workers × 4 threads), stopped on exit; yields its URL."""
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [GUNICORN, "chisel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
+         "--threads", "4", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/api/schema/", timeout=2)
+                break
+            except httpx.HTTPError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+class Annotators:
+    """Simulated annotators of one taste, judging over HTTP in a background thread until stopped."""
+
+    def __init__(self, url: str, taste: str, oracle: str, noise: float, count: int) -> None:
+        self.args = ["--taste", taste, "--oracle", oracle, "--noise", str(noise), "--annotators", str(count),
+                     "--until-idle", "--idle", "2", "--url", url]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.core.management import call_command
+        from django.db import connection
+
+        seed = 0
+        try:
+            while not self.stopped.is_set():
+                call_command("simulate_annotators", *self.args, "--seed", str(seed), stdout=io.StringIO())
+                seed += 1000
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=60)
+
+
+def world_create(slug: str, model: Path, heldout: list[str], train: list[str]):
+    """A taste on the toy model with its base checkpoint current, and its train and held-out prompts."""
+    from annotate import services
+    from annotate.models import BaseModel, Checkpoint, Prompt, Taste
+    from sampler.toy.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEQUENCE_LENGTH
+
+    taste = services.taste_create(slug=slug, name=f"Loop bench ({slug})")
+    base, _ = BaseModel.objects.get_or_create(
+        name="toy-flux", defaults=dict(kind="flux", path=str(model.resolve()), default_steps=DEFAULT_STEPS,
+                                       default_guidance=DEFAULT_GUIDANCE, default_width=64, default_height=64,
+                                       default_max_sequence_length=MAX_SEQUENCE_LENGTH),
+    )
+    root = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=root)
+    for text in train:
+        Prompt.objects.create(text=text, tags=[slug, "train"])
+    for text in heldout:
+        Prompt.objects.create(text=text, tags=[slug, "heldout"], split=Prompt.Split.HELDOUT)
+    return Taste.objects.get(pk=taste.pk)
+
+
+def round_run(taste, args, number: int, bar) -> dict:
+    """Create and start one round on the taste's current checkpoint, then play the beat until it settles."""
+    from annotate import loop, tasks
+    from annotate.models import Prompt, Round
+    from sampler.toy import defaults
+
+    train_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "train"]).values_list("id", flat=True))
+    heldout_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "heldout"]).values_list("id", flat=True))
+    sampling = {"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": args.labels, "batch": 32}
+    if args.sampling_steps:
+        sampling["steps"] = args.sampling_steps
+    training = {**defaults.TRAINING, "steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta,
+                "rank": args.rank, "reference": args.reference, "seed": number}
+    round_ = Round.objects.create(
+        taste=taste, number=number, parent_checkpoint=taste.current_checkpoint, pair_quota=args.labels,
+        label_quota=args.labels, overlap=1, eval_pair_quota=args.eval_pairs, sampling_config=sampling,
+        training_config=training, guard_rails={"adherence": {"max_drop": 0.05}},
+    )
+    loop.round_start(round_id=round_.pk)
+    started = time.monotonic()
+    while True:
+        tasks.refill_sample_buffers()
+        tasks.advance_rounds()
+        progress = loop.round_progress(round_id=round_.pk)
+        bar.set_postfix_str(
+            f"round {number}: {progress['state']}, labels {progress['annotation']['done']}/{progress['annotation']['total']}"
+            f", eval {progress['evaluation']['done']}/{progress['evaluation']['total']}"
+        )
+        if progress["state"] in (Round.State.DONE, Round.State.FAILED, Round.State.CANCELLED):
+            break
+        time.sleep(0.5)
+    round_ = Round.objects.get(pk=round_.pk)
+    decision = round_.decision or {}
+    return {
+        "number": number, "state": round_.state, "error": round_.error, "promoted": decision.get("promote"),
+        "win_rate": (decision.get("win") or {}).get("rate"), "win_low": (decision.get("win") or {}).get("low"),
+        "child": round_.child_checkpoint_id, "seconds": time.monotonic() - started,
+    }
+
+
+def compare(base_spec, final_spec, prompts: list[str], oracle: str, params) -> dict:
+    """The oracle's verdicts of final over base on the same and on independent seeds; flat share, adherence."""
+    from sampler.generate import render
+    from sampler.loading import pipelines
+    from sampler.toy.checkers import adherence, read
+    from sampler.toy.oracles import judge
+
+    def images(spec, seeds):
+        out = []
+        for start in range(0, len(prompts), 40):
+            out += render(pipelines.get(spec), prompts=prompts[start:start + 40], seeds=seeds[start:start + 40],
+                          params=params)
+        return out
+
+    same = [EVAL_SEEDS + i for i in range(len(prompts))]
+    base, final = images(base_spec, same), images(final_spec, same)
+    independent = images(final_spec, [INDEPENDENT_SEEDS + i for i in range(len(prompts))])
+    rng = random.Random(0)
+
+    def win_rate(lefts, rights) -> float:
+        verdicts = [judge(oracle, left, right, rng=rng) for left, right in zip(lefts, rights)]
+        return (verdicts.count("left") + verdicts.count("tie") / 2) / len(verdicts)
+
+    def flat(batch):
+        return sum(read(image).background == "flat" for image in batch) / len(batch)
+
+    def adherent(batch):
+        return sum(adherence(image, prompt) for image, prompt in zip(batch, prompts)) / len(batch)
+
+    return {
+        "same_seed_win_rate": win_rate(final, base), "independent_seed_win_rate": win_rate(independent, base),
+        "flat_share_base": flat(base), "flat_share_final": flat(final + independent),
+        "adherence_base": adherent(base), "adherence_final": adherent(final + independent),
+    }
+
+
+def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
+    from tqdm import tqdm
+
+    from annotate.models import Checkpoint, Taste
+    from annotate.sampling import checkpoint_spec, round_sample_params
+    from sampler.toy import defaults
+
+    started = time.monotonic()
+    train, heldout = defaults.split_captions()
+    taste = world_create(f"loop-{oracle}", args.model, heldout, train)
+    results = []
+    with Annotators(url, taste.slug, oracle, noise, args.annotators):
+        bar = tqdm(range(1, args.rounds + 1), desc=f"{oracle} loop", unit="round")
+        for number in bar:
+            results.append(round_run(Taste.objects.get(pk=taste.pk), args, number, bar))
+            if results[-1]["state"] != "done":
+                break
+    taste = Taste.objects.select_related("current_checkpoint__base_model").get(pk=taste.pk)
+    root = Checkpoint.objects.filter(taste=taste, parent=None).select_related("base_model").get()
+    # The control is judged on its last trained child, promoted or not: what random labels do to the model.
+    last_child = next((r["child"] for r in reversed(results) if r["child"]), None)
+    final = taste.current_checkpoint if oracle != "random" or last_child is None else Checkpoint.objects.get(pk=last_child)
+    from annotate.models import Round
+
+    params = round_sample_params(Round.objects.filter(taste=taste).first())
+    prompts = [heldout[i % len(heldout)] for i in range(args.images)]
+    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params)
+    return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
+
+
+def main() -> None:
+    args = parse_args()
+    if not (args.model / "model_index.json").is_file():
+        sys.exit(f"{args.model} is not a diffusers model folder: build it with `manage.py toy_model build`.")
+    files = tempfile.mkdtemp(prefix="chisel-loop-")
+    database_recreate(args.database_url)
+    env = {**django_env(args.database_url, files), "CHISEL_CHECKPOINT_ROOT": str(Path(files, "checkpoints")),
+           "CELERY_TASK_ALWAYS_EAGER": "true"}
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import torch
+    from django.core.management import call_command
+
+    torch.set_num_threads(2)
+    call_command("migrate", verbosity=0)
+    started = time.monotonic()
+    with gunicorn(env) as url:
+        loops = [loop_run(url, args, "textured", args.noise)]
+        if not args.skip_control:
+            loops.append(loop_run(url, args, "random", 0.0))
+    wall = time.monotonic() - started
+    report(args, loops, wall)
+
+
+def report(args, loops: list[LoopResult], wall: float) -> None:
+    print()
+    print(f"{'loop':<10} {'round':>5} {'state':<10} {'promoted':>8} {'eval win':>9} {'low':>6} {'seconds':>8}")
+    for result in loops:
+        for r in result.rounds:
+            rate = "" if r["win_rate"] is None else f"{r['win_rate']:.3f}"
+            low = "" if r["win_low"] is None else f"{r['win_low']:.3f}"
+            print(f"{result.oracle:<10} {r['number']:>5} {r['state']:<10} {str(r['promoted']):>8} {rate:>9} {low:>6} "
+                  f"{r['seconds']:>8.0f}")
+    print()
+    print(f"{'loop':<10} {'same-seed':>9} {'indep.':>7} {'flat base':>9} {'flat final':>10} {'adh. base':>9} "
+          f"{'adh. final':>10} {'wall s':>7}")
+    for r in loops:
+        print(f"{r.oracle:<10} {r.same_seed_win_rate:>9.1%} {r.independent_seed_win_rate:>7.1%} "
+              f"{r.flat_share_base:>9.1%} {r.flat_share_final:>10.1%} {r.adherence_base:>9.1%} "
+              f"{r.adherence_final:>10.1%} {r.wall_s:>7.0f}")
+    main_loop = loops[0]
+    control = loops[1] if len(loops) > 1 else None
+    summary = {
+        "same_seed_win_rate": main_loop.same_seed_win_rate,
+        "independent_seed_win_rate": main_loop.independent_seed_win_rate,
+        "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
+        "flat_share_base": main_loop.flat_share_base, "flat_share_final": main_loop.flat_share_final,
+        "adherence_base": main_loop.adherence_base, "adherence_final": main_loop.adherence_final,
+        "wall_s": wall, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
+        "reference": args.reference, "train_steps": args.train_steps, "lr": args.lr, "beta": args.beta,
+        "promoted": [r["promoted"] for r in main_loop.rounds],
+    }
+    targets = [
+        ("same-seed win >= 95%", summary["same_seed_win_rate"] >= 0.95),
+        ("independent-seed win >= 80%", summary["independent_seed_win_rate"] >= 0.80),
+        ("control within 50 +/- 10%", control is not None and abs(control.same_seed_win_rate - 0.5) <= 0.10),
+        ("adherence drop <= 5 points", main_loop.adherence_base - main_loop.adherence_final <= 0.05),
+        ("under 20 minutes", wall <= 20 * 60),
+    ]
+    print()
+    for name, ok in targets:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
