@@ -37,8 +37,8 @@ class LaunchRoundForm(forms.Form):
     learning_rate = forms.FloatField(required=False, min_value=0)
     train_steps = forms.IntegerField(required=False, min_value=1)
     rank = forms.IntegerField(required=False, min_value=1, max_value=256, label="LoRA rank")
-    reference = forms.ChoiceField(choices=[("parent", "parent (the model of the previous round)"),
-                                           ("base", "base model")], initial="parent")
+    reference = forms.ChoiceField(choices=[("base", "base model"), ("parent", "parent (the model of the previous round)")],
+                                  initial="base", help_text="What the DPO objective measures the policy against.")
     promotion_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=1,
                                            help_text="Promote when the win rate's 95% lower bound clears this.")
     adherence_max_drop = forms.FloatField(initial=0.05, min_value=0, max_value=1, required=False,

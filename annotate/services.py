@@ -101,40 +101,59 @@ def judgement_submit(
     flags_left, flags_right = _check_flags(flags_left), _check_flags(flags_right)
     now = now or timezone.now()
 
+    # The happy path is one locked read and three writes; a replayed or reused client_uuid is rare, so it is
+    # looked up only when something is off (and the unique constraint catches a concurrent reuse).
+    try:
+        with transaction.atomic():
+            assignment = locks.lock_assignment(assignment_id=assignment_id).first()
+            if assignment is None or assignment.annotator_id != annotator.pk or assignment.state != Assignment.State.LEASED:
+                return _replay_or_refuse(
+                    client_uuid=client_uuid, annotator=annotator, assignment=assignment, assignment_id=assignment_id
+                ), False
+            if assignment.lease_expires_at <= now:
+                expired = LeaseExpired(
+                    f"The lease on assignment {assignment_id} expired at {assignment.lease_expires_at.isoformat()}; "
+                    "the pair went back to the pool."
+                )
+                return _replay_or_refuse(
+                    client_uuid=client_uuid, annotator=annotator, assignment=assignment, assignment_id=assignment_id,
+                    error=expired,
+                ), False
+            flags_a, flags_b = (flags_left, flags_right) if assignment.left_is_a else (flags_right, flags_left)
+            judgement = Judgement.objects.create(
+                assignment=assignment,
+                pair_id=assignment.pair_id,
+                annotator=annotator,
+                client_uuid=client_uuid,
+                choice=_to_ab(choice, left_is_a=assignment.left_is_a),
+                flags_a=flags_a,
+                flags_b=flags_b,
+                duration_ms=duration_ms,
+            )
+            Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.JUDGED, closed_at=now)
+            Pair.objects.filter(pk=assignment.pair_id).update(judged_count=F("judged_count") + 1)
+    except IntegrityError:
+        replay = Judgement.objects.filter(client_uuid=client_uuid).first()
+        if replay is None:
+            raise
+        return _replayed(replay, annotator=annotator, assignment_id=assignment_id), False
+    return judgement, True
+
+
+def _replay_or_refuse(
+    *, client_uuid: uuid.UUID, annotator: AbstractBaseUser, assignment: Assignment | None, assignment_id: int,
+    error: DomainError | None = None,
+) -> Judgement:
+    """An earlier judgement with this client_uuid (a replay), or the reason the submission is refused."""
     replay = Judgement.objects.filter(client_uuid=client_uuid).first()
     if replay is not None:
-        return _replayed(replay, annotator=annotator, assignment_id=assignment_id), False
-
-    with transaction.atomic():
-        assignment = locks.lock_assignment(assignment_id=assignment_id).first()
-        access_own_assignment(user=annotator, assignment=assignment, assignment_id=assignment_id)
-        if assignment.state == Assignment.State.JUDGED:
-            # A concurrent replay of this very submission got the lock first.
-            judgement = Judgement.objects.get(assignment=assignment)
-            if judgement.client_uuid == client_uuid:
-                return judgement, False
-            raise AssignmentClosed(f"Assignment {assignment_id} was already judged.")
-        if assignment.state != Assignment.State.LEASED:
-            raise AssignmentClosed(f"Assignment {assignment_id} was {assignment.state}; claim a new pair.")
-        if assignment.lease_expires_at <= now:
-            raise LeaseExpired(
-                f"The lease on assignment {assignment_id} expired at {assignment.lease_expires_at.isoformat()}; "
-                "the pair went back to the pool."
-            )
-        flags_a, flags_b = (flags_left, flags_right) if assignment.left_is_a else (flags_right, flags_left)
-        judgement = Judgement.objects.create(
-            assignment=assignment,
-            pair_id=assignment.pair_id,
-            annotator=annotator,
-            client_uuid=client_uuid,
-            choice=_to_ab(choice, left_is_a=assignment.left_is_a),
-            flags_a=flags_a,
-            flags_b=flags_b,
-            duration_ms=duration_ms,
-        )
-        Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.JUDGED, closed_at=now)
-        Pair.objects.filter(pk=assignment.pair_id).update(judged_count=F("judged_count") + 1)
-    return judgement, True
+        return _replayed(replay, annotator=annotator, assignment_id=assignment_id)
+    if error is not None:
+        raise error
+    access_own_assignment(user=annotator, assignment=assignment, assignment_id=assignment_id)
+    if assignment.state == Assignment.State.JUDGED:
+        raise AssignmentClosed(f"Assignment {assignment_id} was already judged.")
+    raise AssignmentClosed(f"Assignment {assignment_id} was {assignment.state}; claim a new pair.")
 
 
 def judgement_amend(

@@ -18,6 +18,7 @@ most 5 points below the base's, all in under 20 minutes on 2 cores.
 
     .venv/bin/python bench/loop.py                      # needs models/toy-flux (manage.py toy_model build)
     .venv/bin/python bench/loop.py --rounds 1 --labels 100 --skip-control
+    .venv/bin/python bench/loop.py --screenshots docs/img       # also the lead's pages, for the README
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--images", type=int, default=120, help="held-out (prompt, seed) pairs in the final comparison")
-    parser.add_argument("--train-steps", type=int, default=150)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--beta", type=float, default=1000.0)
-    parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--reference", choices=("parent", "base"), default="parent")
+    parser.add_argument("--train-steps", type=int, default=None, help="default: sampler/toy/defaults.py")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--rank", type=int, default=None)
+    parser.add_argument("--reference", choices=("parent", "base"), default=None)
     parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
     parser.add_argument("--skip-control", action="store_true")
+    parser.add_argument("--screenshots", type=Path, help="save the lead's pages (charts, round cockpit) as PNGs here")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
     return parser.parse_args()
 
 
@@ -159,15 +162,13 @@ def round_run(taste, args, number: int, bar) -> dict:
     """Create and start one round on the taste's current checkpoint, then play the beat until it settles."""
     from annotate import loop, tasks
     from annotate.models import Prompt, Round
-    from sampler.toy import defaults
 
     train_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "train"]).values_list("id", flat=True))
     heldout_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "heldout"]).values_list("id", flat=True))
     sampling = {"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": args.labels, "batch": 32}
     if args.sampling_steps:
         sampling["steps"] = args.sampling_steps
-    training = {**defaults.TRAINING, "steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta,
-                "rank": args.rank, "reference": args.reference, "seed": number}
+    training = {**training_settings(args), "seed": number}
     round_ = Round.objects.create(
         taste=taste, number=number, parent_checkpoint=taste.current_checkpoint, pair_quota=args.labels,
         label_quota=args.labels, overlap=1, eval_pair_quota=args.eval_pairs, sampling_config=sampling,
@@ -221,8 +222,8 @@ def compare(base_spec, final_spec, prompts: list[str], oracle: str, params) -> d
     def flat(batch):
         return sum(read(image).background == "flat" for image in batch) / len(batch)
 
-    def adherent(batch):
-        return sum(adherence(image, prompt) for image, prompt in zip(batch, prompts)) / len(batch)
+    def adherent(batch):  # batches hold one image per prompt, or two (same and independent seeds)
+        return sum(adherence(image, prompt) for image, prompt in zip(batch, prompts * 2, strict=False)) / len(batch)
 
     return {
         "same_seed_win_rate": win_rate(final, base), "independent_seed_win_rate": win_rate(independent, base),
@@ -279,13 +280,61 @@ def main() -> None:
 
     torch.set_num_threads(2)
     call_command("migrate", verbosity=0)
+    if args.screenshots:
+        call_command("collectstatic", "--noinput", verbosity=0)  # the admin's own CSS, served by whitenoise
     started = time.monotonic()
     with gunicorn(env) as url:
         loops = [loop_run(url, args, "textured", args.noise)]
         if not args.skip_control:
             loops.append(loop_run(url, args, "random", 0.0))
-    wall = time.monotonic() - started
+        wall = time.monotonic() - started
+        if args.screenshots:
+            try:
+                screenshots(url, args.screenshots, args.chromium)
+            except Exception as exc:  # the figures matter more than the pictures: report them whatever happens
+                print(f"No screenshots: {exc}", file=sys.stderr)
     report(args, loops, wall)
+
+
+def screenshots(url: str, out: Path, chromium: str) -> None:
+    """The textured taste's charts page and its last round's cockpit, as a lead sees them, saved as PNGs."""
+    import secrets
+
+    from playwright.sync_api import sync_playwright
+
+    from annotate import services
+    from annotate.models import Round, Taste
+
+    password = secrets.token_urlsafe(12)
+    services.lead_create(username="bench-lead", password=password)
+    taste = Taste.objects.get(slug="loop-textured")
+    last = Round.objects.filter(taste=taste).order_by("-number").first()
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, base_url=url)
+        page.goto("/admin/login/")
+        page.fill("input[name=username]", "bench-lead")
+        page.fill("input[name=password]", password)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/")
+        page.goto(f"/admin/annotate/taste/{taste.pk}/charts/")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(out / "taste-charts.png"), full_page=True)
+        page.goto(f"/admin/annotate/round/{last.pk}/change/")
+        page.screenshot(path=str(out / "round-cockpit.png"))
+        browser.close()
+    print(f"Screenshots in {out}: taste-charts.png, round-cockpit.png")
+
+
+def training_settings(args) -> dict:
+    from sampler.toy import defaults
+
+    chosen = {"steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
+              "reference": args.reference}
+    return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}
 
 
 def report(args, loops: list[LoopResult], wall: float) -> None:
@@ -313,7 +362,7 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         "flat_share_base": main_loop.flat_share_base, "flat_share_final": main_loop.flat_share_final,
         "adherence_base": main_loop.adherence_base, "adherence_final": main_loop.adherence_final,
         "wall_s": wall, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
-        "reference": args.reference, "train_steps": args.train_steps, "lr": args.lr, "beta": args.beta,
+        "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds],
     }
     targets = [

@@ -74,6 +74,16 @@ def lead(db):
     return make_lead()
 
 
+@pytest.fixture
+def lead_browser(lead):
+    """A browser session logged in as a lead (admin pages)."""
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(lead)
+    return browser
+
+
 def make_round(taste: Taste, *, pairs: int, overlap: int = 2, state: str = Round.State.ANNOTATING) -> Round:
     """A round with `pairs` pairs; the images are distinct rows sharing two stored files, for speed."""
     number = Round.objects.filter(taste=taste).count() + 1

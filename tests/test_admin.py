@@ -2,20 +2,12 @@
 
 import pytest
 from django.contrib import admin
-from django.test import Client
 
 from annotate import services
 from annotate.models import Assignment, Image, Judgement, Pair
 from tests.conftest import make_round
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lead_browser(lead):
-    browser = Client()
-    browser.force_login(lead)
-    return browser
 
 
 def test_every_domain_model_is_registered():

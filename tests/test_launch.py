@@ -33,13 +33,6 @@ def ready_taste(taste, model_dir):
     return taste
 
 
-@pytest.fixture
-def lead_browser(lead):
-    browser = Client()
-    browser.force_login(lead)
-    return browser
-
-
 def settings(**changes) -> LaunchSettings:
     return LaunchSettings(**{"prompt_texts": PROMPTS, "pair_quota": 10, "label_quota": 20, **changes})
 

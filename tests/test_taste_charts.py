@@ -20,13 +20,6 @@ from tests.conftest import make_annotator
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def lead_browser(lead):
-    browser = Client()
-    browser.force_login(lead)
-    return browser
-
-
 def png(level: int, stripe: int = 0) -> bytes:
     pixels = np.full((16, 16, 3), level, dtype=np.uint8)
     if stripe:

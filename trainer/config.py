@@ -29,7 +29,8 @@ class TrainConfig:
     rank: int = 8
     alpha: float | None = None  # None: equal to rank
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
-    reference: str = "parent"  # "parent": the model of round N−1; "base": the base model
+    # "base" (the default, the better of the two in bench/loop.py: see sampler/toy/defaults.py) or "parent" (round N−1)
+    reference: str = "base"
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
