@@ -289,6 +289,8 @@ def annotate_loop(
         ended = time.perf_counter()
         return status, payload, (ended - started) * 1000, measure_from <= ended <= stop_at
 
+    # Start at a random point of the think time, or all annotators would stay in step and call at once.
+    time.sleep(rng.uniform(0, think_s))
     while time.perf_counter() < stop_at:
         status, payload, ms, counted = call("GET", NEXT_PATH)
         if counted:
