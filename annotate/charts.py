@@ -71,7 +71,8 @@ def training_chart(curves: dict[int, list[dict]]) -> str:
 def diagnostics_chart(checkpoints: list[dict]) -> str:
     """Each image diagnostic's mean per checkpoint, along the lineage."""
     keys = list(DIAGNOSTIC_LABELS)
-    figure, panels = plt.subplots(1, len(keys), figsize=(11, 2.3))
+    figure, panels = plt.subplots(1, len(keys), figsize=(13, 2.4))
+    figure.subplots_adjust(wspace=0.45)
     measured = [c for c in checkpoints if c.get("diagnostics")]
     for key, axes in zip(keys, panels):
         points = [(i, c["diagnostics"][key]) for i, c in enumerate(measured) if c["diagnostics"].get(key) is not None]

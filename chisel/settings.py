@@ -84,10 +84,6 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # Health checks cost a round trip per request on the hot path; a broken connection fails one request instead.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side binding lets psycopg prepare the hot statements (after 5 runs on a connection) so PostgreSQL
-    # stops parsing and planning them on every request; turn it off behind a transaction-pooling proxy.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; IMMEDIATE transactions take the write lock up front so two claims
     # cannot both read a pair as free, and WAL lets readers go on meanwhile.

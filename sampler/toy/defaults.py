@@ -1,7 +1,7 @@
 """Settings the rest of Chisel uses with the toy model: how to sample it and how to train a round on it."""
 
 from sampler.toy.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEQUENCE_LENGTH
-from sampler.toy.world import captions
+from sampler.toy.world import COLOURS, SHAPES, captions
 
 SIZE = 64
 SAMPLING = {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "width": SIZE, "height": SIZE,
@@ -14,7 +14,7 @@ TRAINING = {"steps": 300, "batch_size": 4, "learning_rate": 3e-3, "beta": 1000.0
 
 
 def split_captions() -> tuple[list[str], list[str]]:
-    """(train, held-out) captions: every fourth caption is kept for evaluation, so each shape has one."""
-    texts = captions()
-    heldout = texts[::4]
+    """(train, held-out) captions: one caption of each shape is kept for evaluation, each in another colour."""
+    texts = captions()  # shape-major: every len(COLOURS) + 1-th caption moves on one shape and one colour
+    heldout = texts[:: len(COLOURS) + 1][: len(SHAPES)]
     return [t for t in texts if t not in heldout], heldout
