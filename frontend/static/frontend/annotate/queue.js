@@ -25,11 +25,13 @@ export class Outbox {
     this.inFlight = null;
     this.pumping = false;
     this.acknowledged = new Set(); // assignment ids whose judgement the server holds
+    this.delivered = new Set(); // every assignment this page sent a judgement or skip for
   }
 
   get size() { return this.entries.length; }
 
-  pendingAssignments() { return new Set(this.entries.map((e) => e.assignment)); }
+  // Never show these again: a `next` answered while their entry was in flight may still list them.
+  pendingAssignments() { return new Set([...this.entries.map((e) => e.assignment), ...this.delivered]); }
 
   push(entry) {
     this.entries.push({ ...entry, attempts: 0 });
@@ -61,6 +63,7 @@ export class Outbox {
         this.inFlight = entry;
         try {
           await this.send(entry);
+          this.delivered.add(entry.assignment);
           if (entry.kind !== "skip") this.acknowledged.add(entry.assignment);
           delay = 500;
         } catch (error) {
