@@ -1,7 +1,6 @@
 """The security funnel: every "may this user see or touch this object" decision lives here."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef
 
 from annotate.errors import Forbidden, NotFound
 from annotate.models import Assignment, Taste, TasteMembership
@@ -12,13 +11,16 @@ def user_is_lead(user: AbstractBaseUser | None) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.is_staff)
 
 
+_TASTE_WITH_MEMBERSHIP = (
+    f"SELECT t.*, EXISTS(SELECT 1 FROM {TasteMembership._meta.db_table} m WHERE m.taste_id = t.id"
+    f" AND m.annotator_id = %(user)s) AS is_member FROM {Taste._meta.db_table} t WHERE t.slug = %(slug)s"
+)
+
+
 def access_taste_for_annotation(*, user: AbstractBaseUser, slug: str) -> Taste:
     """The taste `slug` if `user` belongs to its cohort; only members annotate a taste."""
-    taste = (
-        Taste.objects.filter(slug=slug)
-        .annotate(is_member=Exists(TasteMembership.objects.filter(taste=OuterRef("pk"), annotator=user)))
-        .first()
-    )
+    # One plain query: this check runs on every claim of every annotator.
+    taste = next(iter(Taste.objects.raw(_TASTE_WITH_MEMBERSHIP, {"slug": slug, "user": user.pk})), None)
     if taste is None:
         raise NotFound(f"There is no taste '{slug}'.")
     if not taste.is_member:

@@ -24,18 +24,12 @@ Strategy = Callable[[ClaimRequest, int], list[int]]
 
 def finish_overlap(request: ClaimRequest, limit: int) -> list[int]:
     """Pairs that other annotators already hold or judged: finishing them yields usable labels soonest."""
-    return list(
-        locks.lock_open_pairs(taste_id=request.taste_id, annotator_id=request.annotator_id, started=True)
-        .values_list("id", flat=True)[:limit]
-    )
+    return locks.lock_open_pairs(taste_id=request.taste_id, annotator_id=request.annotator_id, started=True, limit=limit)
 
 
 def fresh(request: ClaimRequest, limit: int) -> list[int]:
     """Untouched pairs, oldest first."""
-    return list(
-        locks.lock_open_pairs(taste_id=request.taste_id, annotator_id=request.annotator_id, started=False)
-        .values_list("id", flat=True)[:limit]
-    )
+    return locks.lock_open_pairs(taste_id=request.taste_id, annotator_id=request.annotator_id, started=False, limit=limit)
 
 
 PIPELINE: tuple[Strategy, ...] = (finish_overlap, fresh)

@@ -1,15 +1,17 @@
 """Write use cases of the annotation domain: claim, submit, skip, reap; each one transaction."""
 
+import json
 import secrets
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -42,37 +44,71 @@ def assignment_claim(
     return selectors.assignments_with_images(ids=held + claimed)
 
 
+# The claim's writes in one statement (run on every claim): count the leases on the chosen pairs, take up
+# this annotator's own expired leases of them again, and insert fresh ones for the rest.
+_CLAIM_WRITES = f"""
+    WITH chosen AS (
+        SELECT * FROM unnest(%(pairs)s::bigint[], %(coins)s::boolean[]) AS c(pair_id, left_is_a)
+    ), counted AS (
+        UPDATE {Pair._meta.db_table} SET assigned_count = assigned_count + 1 WHERE id = ANY(%(pairs)s::bigint[])
+    ), again AS (
+        UPDATE {Assignment._meta.db_table} a
+        SET state = 'leased', left_is_a = c.left_is_a, claimed_at = %(now)s, lease_expires_at = %(until)s,
+            closed_at = NULL
+        FROM chosen c
+        WHERE a.pair_id = c.pair_id AND a.annotator_id = %(annotator)s AND a.state = 'expired'
+        RETURNING a.id, a.pair_id
+    ), fresh AS (
+        INSERT INTO {Assignment._meta.db_table} (pair_id, annotator_id, left_is_a, state, claimed_at, lease_expires_at)
+        SELECT c.pair_id, %(annotator)s, c.left_is_a, 'leased', %(now)s, %(until)s
+        FROM chosen c WHERE c.pair_id NOT IN (SELECT pair_id FROM again)
+        RETURNING id, pair_id
+    )
+    SELECT id, pair_id FROM again UNION ALL SELECT id, pair_id FROM fresh
+"""
+
+
 def _claim_new(*, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime) -> list[int]:
-    lease_expires_at = now + settings.CHISEL_LEASE
     with transaction.atomic():
         pair_ids = scheduler.choose_pairs(scheduler.ClaimRequest(taste.pk, annotator.pk), count)
         if not pair_ids:
             return []
-        Pair.objects.filter(pk__in=pair_ids).update(assigned_count=F("assigned_count") + 1)
-        expired = dict(
-            Assignment.objects.filter(
-                pair_id__in=pair_ids, annotator=annotator, state=Assignment.State.EXPIRED
-            ).values_list("pair_id", "id")
-        )
-        for assignment_id in expired.values():
-            Assignment.objects.filter(pk=assignment_id).update(
-                state=Assignment.State.LEASED,
-                left_is_a=_coin(),
-                claimed_at=now,
-                lease_expires_at=lease_expires_at,
-                closed_at=None,
+        if connection.vendor != "postgresql":
+            return _claim_writes_portable(annotator=annotator, pair_ids=pair_ids, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_WRITES,
+                {
+                    "pairs": pair_ids,
+                    "coins": [_coin() for _ in pair_ids],
+                    "annotator": annotator.pk,
+                    "now": now,
+                    "until": now + settings.CHISEL_LEASE,
+                },
             )
-        fresh = Assignment.objects.bulk_create(
-            Assignment(
-                pair_id=pair_id,
-                annotator=annotator,
-                left_is_a=_coin(),
-                claimed_at=now,
-                lease_expires_at=lease_expires_at,
-            )
-            for pair_id in pair_ids
-            if pair_id not in expired
-        )
+            by_pair = {pair_id: assignment_id for assignment_id, pair_id in cursor.fetchall()}
+    return [by_pair[pair_id] for pair_id in pair_ids]
+
+
+def _claim_writes_portable(*, annotator: AbstractBaseUser, pair_ids: list[int], now: datetime) -> list[int]:
+    """_CLAIM_WRITES with the ORM, for SQLite (the embedded demo)."""
+    lease_expires_at = now + settings.CHISEL_LEASE
+    Pair.objects.filter(pk__in=pair_ids).update(assigned_count=F("assigned_count") + 1)
+    expired = dict(
+        Assignment.objects.filter(
+            pair_id__in=pair_ids, annotator=annotator, state=Assignment.State.EXPIRED
+        ).values_list("pair_id", "id")
+    )
+    for assignment_id in expired.values():
+        Assignment.objects.filter(pk=assignment_id).update(
+            state=Assignment.State.LEASED, left_is_a=_coin(), claimed_at=now, lease_expires_at=lease_expires_at,
+            closed_at=None,
+        )  # fmt: skip
+    fresh = Assignment.objects.bulk_create(
+        Assignment(pair_id=pair_id, annotator=annotator, left_is_a=_coin(), claimed_at=now, lease_expires_at=lease_expires_at)
+        for pair_id in pair_ids
+        if pair_id not in expired
+    )
     by_pair = {**expired, **{a.pair_id: a.pk for a in fresh}}
     return [by_pair[pair_id] for pair_id in pair_ids]
 
@@ -101,9 +137,17 @@ def judgement_submit(
     flags_left, flags_right = _check_flags(flags_left), _check_flags(flags_right)
     now = now or timezone.now()
 
-    # The happy path is one locked read and three writes; a replayed or reused client_uuid is rare, so it is
-    # looked up only when something is off (and the unique constraint catches a concurrent reuse).
+    # On PostgreSQL the happy path is one guarded statement: close the lease if it is this annotator's and still
+    # runs, record the judgement, count it. Anything else (a replay, a closed or expired lease, someone else's
+    # assignment) is rare and takes the path under a row lock below, which is also the whole story on SQLite.
     try:
+        if connection.vendor == "postgresql":
+            judgement = _submit_guarded(
+                annotator=annotator, assignment_id=assignment_id, choice=choice, client_uuid=client_uuid,
+                flags_left=flags_left, flags_right=flags_right, duration_ms=duration_ms, now=now,
+            )  # fmt: skip
+            if judgement is not None:
+                return judgement, True
         with transaction.atomic():
             assignment = locks.lock_assignment(assignment_id=assignment_id).first()
             if assignment is None or assignment.annotator_id != annotator.pk or assignment.state != Assignment.State.LEASED:
@@ -133,11 +177,75 @@ def judgement_submit(
             Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.JUDGED, closed_at=now)
             Pair.objects.filter(pk=assignment.pair_id).update(judged_count=F("judged_count") + 1)
     except IntegrityError:
+        # A client_uuid used before (the unique constraint catches a concurrent reuse too).
         replay = Judgement.objects.filter(client_uuid=client_uuid).first()
         if replay is None:
             raise
         return _replayed(replay, annotator=annotator, assignment_id=assignment_id), False
     return judgement, True
+
+
+def _submit_guarded(
+    *, annotator: AbstractBaseUser, assignment_id: int, choice: str, client_uuid: uuid.UUID, flags_left: list[str],
+    flags_right: list[str], duration_ms: int | None, now: datetime,
+) -> Judgement | None:
+    """The judgement, written by _SUBMIT; None when the assignment is not this annotator's live lease."""
+    with _atomic_if_nested(), connection.cursor() as cursor:
+        cursor.execute(
+            _SUBMIT,
+            {
+                "assignment": assignment_id,
+                "annotator": annotator.pk,
+                "now": now,
+                "client_uuid": client_uuid,
+                "choice_left_a": _to_ab(choice, left_is_a=True),
+                "choice_left_b": _to_ab(choice, left_is_a=False),
+                "flags_left": json.dumps(flags_left),
+                "flags_right": json.dumps(flags_right),
+                "duration_ms": duration_ms,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    judgement_id, pair_id, stored_choice, left_is_a = row
+    flags_a, flags_b = (flags_left, flags_right) if left_is_a else (flags_right, flags_left)
+    judgement = Judgement(
+        id=judgement_id, assignment_id=assignment_id, pair_id=pair_id, annotator_id=annotator.pk,
+        client_uuid=client_uuid, choice=stored_choice, flags_a=flags_a, flags_b=flags_b, duration_ms=duration_ms,
+        created_at=now, amended_at=None, amendments=0,
+    )  # fmt: skip
+    judgement._state.adding, judgement._state.db = False, connection.alias
+    return judgement
+
+
+_SUBMIT = f"""
+    WITH closed AS (
+        UPDATE {Assignment._meta.db_table} SET state = 'judged', closed_at = %(now)s
+        WHERE id = %(assignment)s AND annotator_id = %(annotator)s AND state = 'leased' AND lease_expires_at > %(now)s
+        RETURNING id, pair_id, left_is_a
+    ), judged AS (
+        INSERT INTO {Judgement._meta.db_table}
+            (assignment_id, pair_id, annotator_id, client_uuid, choice, flags_a, flags_b, duration_ms, created_at,
+             amendments)
+        SELECT id, pair_id, %(annotator)s, %(client_uuid)s,
+            CASE WHEN left_is_a THEN %(choice_left_a)s ELSE %(choice_left_b)s END,
+            CASE WHEN left_is_a THEN %(flags_left)s::jsonb ELSE %(flags_right)s::jsonb END,
+            CASE WHEN left_is_a THEN %(flags_right)s::jsonb ELSE %(flags_left)s::jsonb END,
+            %(duration_ms)s, %(now)s, 0
+        FROM closed
+        RETURNING id, pair_id, choice
+    ), counted AS (
+        UPDATE {Pair._meta.db_table} SET judged_count = judged_count + 1 WHERE id = (SELECT pair_id FROM judged)
+    )
+    SELECT judged.id, judged.pair_id, judged.choice, closed.left_is_a FROM judged, closed
+"""
+
+
+def _atomic_if_nested():
+    """A savepoint inside a transaction, so a failed statement does not spoil it; outside one, a single
+    statement is atomic by itself and BEGIN/COMMIT would only cost two round trips."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _replay_or_refuse(

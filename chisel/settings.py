@@ -121,8 +121,9 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first, so that a caller without credentials gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        # Token first, so that a caller without credentials gets 401 with `WWW-Authenticate: Token`. DRF's
+        # TokenAuthentication with a short per-process cache (a deactivated user is refused within seconds).
+        "annotate.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
