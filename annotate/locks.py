@@ -1,23 +1,57 @@
 """Every row lock of the app, in one place, each in primary-key order so lock order is fixed."""
 
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, QuerySet
 
 from annotate.models import Assignment, Pair, Round, Taste, TrainingJob
 
 
-def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> QuerySet[Pair]:
-    """Pairs of a taste's open rounds that still need annotators and that this annotator may take,
-    locked FOR UPDATE SKIP LOCKED so concurrent claims pass over each other instead of waiting.
+_OPEN_PAIRS_SQL = """
+    SELECT p.id FROM {pair} p JOIN {round} r ON r.id = p.round_id
+    WHERE p.taste_id = %(taste)s AND r.state = ANY(%(open_states)s) AND NOT r.paused
+      AND p.assigned_count < p.overlap AND {started}
+      AND NOT EXISTS (
+        SELECT 1 FROM {assignment} a WHERE a.pair_id = p.id AND a.annotator_id = %(annotator)s AND a.state <> 'expired'
+      )
+    ORDER BY p.id LIMIT %(limit)s
+    FOR UPDATE OF p SKIP LOCKED
+"""
+_OPEN_STATES = [str(state) for state in Round.OPEN_STATES]
+_OPEN_PAIRS = {
+    started: _OPEN_PAIRS_SQL.format(
+        pair=Pair._meta.db_table, round=Round._meta.db_table, assignment=Assignment._meta.db_table,
+        started="p.assigned_count > 0" if started else "p.assigned_count = 0",
+    )
+    for started in (True, False)
+}
 
-    `started` picks pairs that someone already holds or judged (True) or untouched ones (False). On PostgreSQL
-    the claim runs the same lock as SQL inside its single statement: `open_pairs_sql`.
+
+def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool, limit: int) -> list[int]:
+    """Ids of up to `limit` pairs of a taste's open, unpaused rounds that still need annotators and that this
+    annotator may take, oldest first, locked FOR UPDATE SKIP LOCKED so concurrent claims pass over each other
+    instead of waiting.
+
+    `started` picks pairs that someone already holds or judged (True) or untouched ones (False). An expired
+    lease of this annotator's own may be taken up again; anything else they hold or held may not. Plain SQL:
+    this runs on every claim, and building it with the ORM cost more CPU than PostgreSQL spends on it.
     """
+    if connection.vendor != "postgresql":
+        return list(_open_pairs_portable(taste_id=taste_id, annotator_id=annotator_id, started=started)[:limit])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OPEN_PAIRS[started],
+            {"taste": taste_id, "annotator": annotator_id, "limit": limit, "open_states": _OPEN_STATES},
+        )
+        return [pair_id for (pair_id,) in cursor.fetchall()]
+
+
+def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> QuerySet[Pair]:
+    """_OPEN_PAIRS with the ORM, for SQLite (the embedded demo)."""
     pairs = (
         Pair.objects.filter(
             taste_id=taste_id, round__state__in=Round.OPEN_STATES, round__paused=False, assigned_count__lt=F("overlap")
         )
         .exclude(
-            # An expired lease of this annotator's own may be taken up again; anything else may not.
             Exists(
                 Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(
                     state=Assignment.State.EXPIRED
@@ -26,29 +60,9 @@ def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool) -> Query
         )
         .select_for_update(skip_locked=True, of=("self",))
         .order_by("id")
+        .values_list("id", flat=True)
     )
     return pairs.filter(assigned_count__gt=0) if started else pairs.filter(assigned_count=0)
-
-
-OPEN_STATES = [str(state) for state in Round.OPEN_STATES]  # the %(open_states)s parameter of open_pairs_sql
-
-
-def open_pairs_sql(*, started: bool, limit: str) -> str:
-    """lock_open_pairs as PostgreSQL text, ids only, at most `limit` (an SQL expression), for a larger statement.
-
-    Parameters: %(taste)s, %(annotator)s, %(open_states)s (OPEN_STATES).
-    """
-    return f"""
-        SELECT p.id FROM {Pair._meta.db_table} p JOIN {Round._meta.db_table} r ON r.id = p.round_id
-        WHERE p.taste_id = %(taste)s AND r.state = ANY(%(open_states)s) AND NOT r.paused
-          AND p.assigned_count < p.overlap AND {"p.assigned_count > 0" if started else "p.assigned_count = 0"}
-          AND NOT EXISTS (
-            SELECT 1 FROM {Assignment._meta.db_table} a
-            WHERE a.pair_id = p.id AND a.annotator_id = %(annotator)s AND a.state <> 'expired'
-          )
-        ORDER BY p.id LIMIT {limit}
-        FOR UPDATE OF p SKIP LOCKED
-    """
 
 
 def lock_assignment(*, assignment_id: int) -> QuerySet[Assignment]:

@@ -11,28 +11,29 @@ from annotate.errors import NotFound
 from annotate.models import Assignment, Image, Judgement, Pair, Prompt, Round, Taste
 
 
+# On PostgreSQL the two reads of every claim are plain SQL: building them with the ORM cost more CPU than
+# PostgreSQL spends on them. SQLite (the embedded demo) keeps the ORM.
+_LIVE_LEASES = f"""
+    SELECT a.id FROM {Assignment._meta.db_table} a JOIN {Pair._meta.db_table} p ON p.id = a.pair_id
+    WHERE a.annotator_id = %(annotator)s AND a.state = 'leased' AND a.lease_expires_at > %(now)s
+      AND p.taste_id = %(taste)s
+    ORDER BY a.claimed_at, a.id LIMIT %(limit)s
+"""
+
+
 def live_lease_ids(*, annotator: AbstractBaseUser, taste: Taste, now: datetime, limit: int) -> list[int]:
     """Ids of the leases `annotator` holds in `taste` that have not expired, oldest first."""
-    return list(
-        Assignment.objects.filter(
-            annotator=annotator, state=Assignment.State.LEASED, lease_expires_at__gt=now, pair__taste=taste
+    if connection.vendor != "postgresql":
+        return list(
+            Assignment.objects.filter(
+                annotator=annotator, state=Assignment.State.LEASED, lease_expires_at__gt=now, pair__taste=taste
+            )
+            .order_by("claimed_at", "id")
+            .values_list("id", flat=True)[:limit]
         )
-        .order_by("claimed_at", "id")
-        .values_list("id", flat=True)[:limit]
-    )
-
-
-def assignments_with_images(*, ids: list[int]) -> list[Assignment]:
-    """The assignments `ids`, in that order, with prompt and both images loaded in one query."""
-    if not ids:
-        return []
-    rows = Assignment.objects.filter(pk__in=ids).select_related("pair__prompt", "pair__image_a", "pair__image_b")
-    by_id = {a.pk: a for a in rows}
-    return [by_id[i] for i in ids]
-
-
-# The claim's reads and writes on PostgreSQL are plain SQL (building them with the ORM cost more CPU than
-# PostgreSQL spends on them); they select an assignment with its pair, prompt and images as below.
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_LEASES, {"annotator": annotator.pk, "now": now, "taste": taste.pk, "limit": limit})
+        return [assignment_id for (assignment_id,) in cursor.fetchall()]
 
 
 def _columns(model: type[Model]) -> list[str]:
@@ -47,55 +48,39 @@ _LOADED = [
     (Image, "ia", _columns(Image)),
     (Image, "ib", _columns(Image)),
 ]
-
-
-def assignment_select_sql(*, assignments: str, pair_assigned_count: str = "p.assigned_count") -> str:
-    """`SELECT … FROM` an assignment relation `assignments` (aliased a) joined to its pair (p), prompt (pr) and
-    images (ia, ib), with the columns `assignments_from_rows` reads (JSON fields are left out)."""
-    columns = [
-        pair_assigned_count if (alias, name) == ("p", "assigned_count") else f'{alias}."{model._meta.get_field(name).column}"'
-        for model, alias, names in _LOADED
-        for name in names
-    ]
-    return f"""
-        SELECT {", ".join(columns)}
-        FROM {assignments} a
-        JOIN {Pair._meta.db_table} p ON p.id = a.pair_id
-        JOIN {Prompt._meta.db_table} pr ON pr.id = p.prompt_id
-        JOIN {Image._meta.db_table} ia ON ia.id = p.image_a_id
-        JOIN {Image._meta.db_table} ib ON ib.id = p.image_b_id
-    """
-
-
-def assignments_from_rows(rows: list[tuple]) -> list[Assignment]:
-    """Assignments with pair, prompt and images cached, from rows of `assignment_select_sql` (JSON fields of the
-    prompt and images deferred)."""
-    assignments = []
-    for row in rows:
-        values = iter(row)
-        assignment, pair, prompt, image_a, image_b = (
-            model.from_db(connection.alias, names, [next(values) for _ in names]) for model, _, names in _LOADED
-        )
-        pair.prompt, pair.image_a, pair.image_b = prompt, image_a, image_b
-        assignment.pair = pair
-        assignments.append(assignment)
-    return assignments
-
-
-_LIVE_LEASES = f"""
-    {assignment_select_sql(assignments=Assignment._meta.db_table)}
-    WHERE a.annotator_id = %(annotator)s AND a.state = 'leased' AND a.lease_expires_at > %(now)s
-      AND p.taste_id = %(taste)s
-    ORDER BY a.claimed_at, a.id LIMIT %(limit)s
+_ASSIGNMENTS_WITH_IMAGES = f"""
+    SELECT {", ".join(f'{alias}."{Model_._meta.get_field(name).column}"' for Model_, alias, names in _LOADED for name in names)}
+    FROM {Assignment._meta.db_table} a
+    JOIN {Pair._meta.db_table} p ON p.id = a.pair_id
+    JOIN {Prompt._meta.db_table} pr ON pr.id = p.prompt_id
+    JOIN {Image._meta.db_table} ia ON ia.id = p.image_a_id
+    JOIN {Image._meta.db_table} ib ON ib.id = p.image_b_id
+    WHERE a.id = ANY(%(ids)s)
 """
 
 
-def live_leases_with_images(*, annotator: AbstractBaseUser, taste: Taste, now: datetime, limit: int) -> list[Assignment]:
-    """The leases `annotator` holds in `taste` that have not expired, oldest first, with pair, prompt and images
-    (PostgreSQL; one query)."""
+def assignments_with_images(*, ids: list[int]) -> list[Assignment]:
+    """The assignments `ids`, in that order, with pair, prompt and both images loaded in one query
+    (JSON fields of the prompt and images are deferred)."""
+    if not ids:
+        return []
+    if connection.vendor != "postgresql":
+        rows = Assignment.objects.filter(pk__in=ids).select_related("pair__prompt", "pair__image_a", "pair__image_b")
+        by_id = {a.pk: a for a in rows}
+        return [by_id[i] for i in ids]
     with connection.cursor() as cursor:
-        cursor.execute(_LIVE_LEASES, {"annotator": annotator.pk, "now": now, "taste": taste.pk, "limit": limit})
-        return assignments_from_rows(cursor.fetchall())
+        cursor.execute(_ASSIGNMENTS_WITH_IMAGES, {"ids": ids})
+        rows = cursor.fetchall()
+    by_id = {}
+    for row in rows:
+        values = iter(row)
+        assignment, pair, prompt, image_a, image_b = (
+            model.from_db("default", names, [next(values) for _ in names]) for model, _, names in _LOADED
+        )
+        pair.prompt, pair.image_a, pair.image_b = prompt, image_a, image_b
+        assignment.pair = pair
+        by_id[assignment.pk] = assignment
+    return [by_id[i] for i in ids]
 
 
 def annotator_profile(*, annotator: AbstractBaseUser, now: datetime | None = None) -> dict:

@@ -30,114 +30,85 @@ def assignment_claim(
 ) -> list[Assignment]:
     """Up to `count` assignments for `annotator` in `taste`: the live leases they already hold,
     oldest first, topped up with newly claimed pairs. Asking twice never hoards leases.
-
-    On PostgreSQL that is two statements, each its own transaction: the held leases, then the claim
-    (_CLAIM: the scheduler's pipeline, the lease counts and the leases), both returning pair, prompt and images.
     """
     now = now or timezone.now()
     count = max(1, min(count, settings.CHISEL_MAX_PREFETCH))
-    if connection.vendor != "postgresql":
-        return _assignment_claim_portable(annotator=annotator, taste=taste, count=count, now=now)
-    held = selectors.live_leases_with_images(annotator=annotator, taste=taste, now=now, limit=count)
-    claimed: list[Assignment] = []
-    if len(held) < count:
-        try:
-            claimed = _claim(annotator=annotator, taste=taste, count=count - len(held), now=now)
-        except IntegrityError:
-            # The same annotator claimed the same pair in a concurrent request; one retry sees it.
-            claimed = _claim(annotator=annotator, taste=taste, count=count - len(held), now=now)
-    return held + claimed
-
-
-# One statement: lock pairs through the scheduler's pipeline (FOR UPDATE SKIP LOCKED), count the new leases on
-# them, take up this annotator's own expired leases of them again, insert fresh ones for the rest, and return
-# the leases with pair (its lease count as now written), prompt and images, in the pipeline's order.
-_CLAIM = f"""
-    WITH {scheduler.chosen_pairs_sql()},
-    counted AS (
-        UPDATE {Pair._meta.db_table} SET assigned_count = assigned_count + 1 WHERE id IN (SELECT pair_id FROM chosen)
-    ), renewed AS (
-        UPDATE {Assignment._meta.db_table} a
-        SET state = 'leased', left_is_a = random() < 0.5, claimed_at = %(now)s, lease_expires_at = %(until)s,
-            closed_at = NULL
-        FROM chosen c
-        WHERE a.pair_id = c.pair_id AND a.annotator_id = %(annotator)s AND a.state = 'expired'
-        RETURNING a.*
-    ), inserted AS (
-        INSERT INTO {Assignment._meta.db_table} (pair_id, annotator_id, left_is_a, state, claimed_at, lease_expires_at)
-        SELECT c.pair_id, %(annotator)s, random() < 0.5, 'leased', %(now)s, %(until)s
-        FROM chosen c WHERE c.pair_id NOT IN (SELECT pair_id FROM renewed)
-        RETURNING *
-    ), claimed AS (
-        SELECT * FROM renewed UNION ALL SELECT * FROM inserted
-    )
-    {selectors.assignment_select_sql(assignments="claimed", pair_assigned_count="p.assigned_count + 1")}
-    JOIN chosen c ON c.pair_id = a.pair_id
-    ORDER BY c.step, a.pair_id
-"""
-
-
-def _claim(*, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime) -> list[Assignment]:
-    with _atomic_if_nested(), connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM,
-            {
-                "taste": taste.pk,
-                "annotator": annotator.pk,
-                "open_states": locks.OPEN_STATES,
-                "limit": count,
-                "now": now,
-                "until": now + settings.CHISEL_LEASE,
-            },
-        )
-        return selectors.assignments_from_rows(cursor.fetchall())
-
-
-def _assignment_claim_portable(
-    *, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime
-) -> list[Assignment]:
-    """assignment_claim with the ORM, for SQLite (the embedded demo)."""
     held = selectors.live_lease_ids(annotator=annotator, taste=taste, now=now, limit=count)
     claimed: list[int] = []
     if len(held) < count:
         try:
-            claimed = _claim_portable(annotator=annotator, taste=taste, count=count - len(held), now=now)
+            claimed = _claim_new(annotator=annotator, taste=taste, count=count - len(held), now=now)
         except IntegrityError:
-            claimed = _claim_portable(annotator=annotator, taste=taste, count=count - len(held), now=now)
+            # The same annotator claimed the same pair in a concurrent request; one retry sees it.
+            claimed = _claim_new(annotator=annotator, taste=taste, count=count - len(held), now=now)
     return selectors.assignments_with_images(ids=held + claimed)
 
 
-def _claim_portable(*, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime) -> list[int]:
-    lease_expires_at = now + settings.CHISEL_LEASE
+# The claim's writes in one statement (run on every claim): count the leases on the chosen pairs, take up
+# this annotator's own expired leases of them again, and insert fresh ones for the rest.
+_CLAIM_WRITES = f"""
+    WITH chosen AS (
+        SELECT * FROM unnest(%(pairs)s::bigint[], %(coins)s::boolean[]) AS c(pair_id, left_is_a)
+    ), counted AS (
+        UPDATE {Pair._meta.db_table} SET assigned_count = assigned_count + 1 WHERE id = ANY(%(pairs)s::bigint[])
+    ), again AS (
+        UPDATE {Assignment._meta.db_table} a
+        SET state = 'leased', left_is_a = c.left_is_a, claimed_at = %(now)s, lease_expires_at = %(until)s,
+            closed_at = NULL
+        FROM chosen c
+        WHERE a.pair_id = c.pair_id AND a.annotator_id = %(annotator)s AND a.state = 'expired'
+        RETURNING a.id, a.pair_id
+    ), fresh AS (
+        INSERT INTO {Assignment._meta.db_table} (pair_id, annotator_id, left_is_a, state, claimed_at, lease_expires_at)
+        SELECT c.pair_id, %(annotator)s, c.left_is_a, 'leased', %(now)s, %(until)s
+        FROM chosen c WHERE c.pair_id NOT IN (SELECT pair_id FROM again)
+        RETURNING id, pair_id
+    )
+    SELECT id, pair_id FROM again UNION ALL SELECT id, pair_id FROM fresh
+"""
+
+
+def _claim_new(*, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime) -> list[int]:
     with transaction.atomic():
         pair_ids = scheduler.choose_pairs(scheduler.ClaimRequest(taste.pk, annotator.pk), count)
         if not pair_ids:
             return []
-        Pair.objects.filter(pk__in=pair_ids).update(assigned_count=F("assigned_count") + 1)
-        expired = dict(
-            Assignment.objects.filter(
-                pair_id__in=pair_ids, annotator=annotator, state=Assignment.State.EXPIRED
-            ).values_list("pair_id", "id")
-        )
-        for assignment_id in expired.values():
-            Assignment.objects.filter(pk=assignment_id).update(
-                state=Assignment.State.LEASED,
-                left_is_a=_coin(),
-                claimed_at=now,
-                lease_expires_at=lease_expires_at,
-                closed_at=None,
+        if connection.vendor != "postgresql":
+            return _claim_writes_portable(annotator=annotator, pair_ids=pair_ids, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_WRITES,
+                {
+                    "pairs": pair_ids,
+                    "coins": [_coin() for _ in pair_ids],
+                    "annotator": annotator.pk,
+                    "now": now,
+                    "until": now + settings.CHISEL_LEASE,
+                },
             )
-        fresh = Assignment.objects.bulk_create(
-            Assignment(
-                pair_id=pair_id,
-                annotator=annotator,
-                left_is_a=_coin(),
-                claimed_at=now,
-                lease_expires_at=lease_expires_at,
-            )
-            for pair_id in pair_ids
-            if pair_id not in expired
-        )
+            by_pair = {pair_id: assignment_id for assignment_id, pair_id in cursor.fetchall()}
+    return [by_pair[pair_id] for pair_id in pair_ids]
+
+
+def _claim_writes_portable(*, annotator: AbstractBaseUser, pair_ids: list[int], now: datetime) -> list[int]:
+    """_CLAIM_WRITES with the ORM, for SQLite (the embedded demo)."""
+    lease_expires_at = now + settings.CHISEL_LEASE
+    Pair.objects.filter(pk__in=pair_ids).update(assigned_count=F("assigned_count") + 1)
+    expired = dict(
+        Assignment.objects.filter(
+            pair_id__in=pair_ids, annotator=annotator, state=Assignment.State.EXPIRED
+        ).values_list("pair_id", "id")
+    )
+    for assignment_id in expired.values():
+        Assignment.objects.filter(pk=assignment_id).update(
+            state=Assignment.State.LEASED, left_is_a=_coin(), claimed_at=now, lease_expires_at=lease_expires_at,
+            closed_at=None,
+        )  # fmt: skip
+    fresh = Assignment.objects.bulk_create(
+        Assignment(pair_id=pair_id, annotator=annotator, left_is_a=_coin(), claimed_at=now, lease_expires_at=lease_expires_at)
+        for pair_id in pair_ids
+        if pair_id not in expired
+    )
     by_pair = {**expired, **{a.pair_id: a.pk for a in fresh}}
     return [by_pair[pair_id] for pair_id in pair_ids]
 

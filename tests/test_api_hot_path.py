@@ -13,12 +13,12 @@ from tests.conftest import client_for, later, make_annotator, make_round
 
 pytestmark = pytest.mark.django_db
 
-# next: token+user, taste access, held leases, then the claim's one statement (in a SAVEPOINT here: the test runs
-# in a transaction; outside one a single statement needs no BEGIN/COMMIT)
-NEXT_QUERIES = 6
+# next: token+user, taste access, held leases, SAVEPOINT (BEGIN outside the test's transaction), two strategies,
+# one write statement, RELEASE (COMMIT), load
+NEXT_QUERIES = 9
 # next with the token cached: one fewer
-NEXT_QUERIES_CACHED = 5
-# submit: the guarded write, in a SAVEPOINT here
+NEXT_QUERIES_CACHED = 8
+# submit: the guarded write, in a SAVEPOINT here (outside a transaction a single statement needs no BEGIN/COMMIT)
 SUBMIT_QUERIES = 3
 
 
