@@ -75,7 +75,7 @@ CHOICES = ("left", "right", "tie")
 #
 # gthread keeps the annotators' connections alive and overlaps one thread's database waits with another's
 # Python; 2 x 4 was best or near it in both scenarios. Override with --workers/--worker-class/--threads.
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = 3
 DEFAULT_WORKER_CLASS = "gthread"
 DEFAULT_THREADS = 4
 

@@ -135,3 +135,22 @@ def test_a_change_made_elsewhere_takes_effect_within_the_ttl(taste, monkeypatch)
     assert client_for(annotator).get("/api/v1/me/").status_code == 200
     clock[0] += authentication.TTL_SECONDS + 0.1
     assert client_for(annotator).get("/api/v1/me/").status_code == 401
+
+
+def test_claimed_assignments_come_with_their_images_and_load_the_rest_on_demand(taste, annotator):
+    from annotate import services
+    from annotate.models import Image, Prompt
+
+    make_round(taste, pairs=2, overlap=1)
+    first, second = services.assignment_claim(annotator=annotator, taste=taste, count=2)
+    assert first.pair_id < second.pair_id  # the scheduler's order: oldest pair first
+    for assignment in (first, second):
+        pair = Pair.objects.get(pk=assignment.pair_id)
+        assert (assignment.pair.assigned_count, assignment.pair.overlap, assignment.pair.round_id) == (1, 1, pair.round_id)
+        assert assignment.pair.prompt.text == Prompt.objects.get(pk=pair.prompt_id).text
+        for loaded, image_id in ((assignment.pair.image_a, pair.image_a_id), (assignment.pair.image_b, pair.image_b_id)):
+            stored = Image.objects.get(pk=image_id)
+            assert (loaded.pk, loaded.file.name, loaded.width, loaded.height) == (
+                stored.pk, stored.file.name, stored.width, stored.height
+            )
+            assert (loaded.sha256, loaded.params) == (stored.sha256, stored.params)  # deferred, read on demand
