@@ -57,24 +57,35 @@ SUBMIT_PATH = "/api/v1/judgements/"
 CHOICES = ("left", "right", "tie")
 
 # Gunicorn defaults. Client, server and PostgreSQL share the machine's cores, so the load is CPU-bound.
-# Tried with `--scenario all` on the 2-core development VM, two rounds each. The VM was shared (other work
-# took 30-50% of its CPU throughout), so the figures are rough:
+# Session 1, tried with `--scenario all` on the 2-core development VM, two rounds each, on a shared VM (other
+# work took 30-50% of its CPU), with the ORM hot path (~21 ms of gunicorn CPU a label):
 #
 #   worker class, workers x threads   throughput labels/s   latency scenario, p99 of next
 #   sync 2  (keep-alive unsupported)  36-44                 430-470 ms
 #   sync 3                            45-49                  96-400 ms
-#   sync 4                            38-53                 270-430 ms
 #   sync 5  (2 * cores + 1)           44-46                 160-350 ms
-#   gthread 2 x 2                     48-59                 440 ms
 #   gthread 2 x 4                     53-56                 100-130 ms
 #   gthread 3 x 2                     45-50                 230-320 ms
 #
-# On an idle machine (session 2, gthread 2 x 4): 63 labels/s; latency scenario p99 174 ms (next) / 155 ms (submit);
-# 22 ms of gunicorn and 6.7 ms of PostgreSQL CPU per label. psycopg server-side binding (prepared statements)
-# measured the same (60 labels/s, 23 + 6.7 ms), so it is not used.
+# The hot path, step by step (`--scenario all`, idle machine: other CPU load 0-2%; CPU ms per label of
+# gunicorn + PostgreSQL; throughput scenario; latency scenario p99 of next / submit):
 #
-# gthread keeps the annotators' connections alive and overlaps one thread's database waits with another's
-# Python; 2 x 4 was best or near it in both scenarios. Override with --workers/--worker-class/--threads.
+#   change                                                   CPU ms/label   labels/s   p99 ms (latency)
+#   before (ORM, DRF serializers, DRF TokenAuthentication)   13.1 + 4.0     108        62 / 48
+#   plain SQL claim + guarded one-statement submission,      5.4 + 3.5      203        41 / 29
+#     cached token lookup, plain-dict answers (gthread 2x4)  6.0-7.2 + 3.9-4.3  128-150 (reruns)
+#   psycopg server-side binding + prepared statements        7.1 + 3.9      128-150    (dropped: +1 ms gunicorn)
+#   whole claim as one statement (pipeline as CTEs)          5.8 + 5.1      132        33 / 26 (dropped:
+#                                                                                      planning 1.4 ms a claim)
+#   back to short statements, gthread 2 x 4                  6.8 + 4.3      145        34 / 24
+#   same, gthread 3 x 4                                      6.4 + 4.2      164        28 / 20
+#   load with scalar subqueries, not joins (3 x 4, default)  6.9-7.4 + 3.6-4.0  159-170  26-30 / 17-19
+#     (latency scenario: 7.2 + 3.8-3.9 ms a label; two runs)
+#
+# Runs of the same code differ by ±15% in throughput here (the bench shares 2 cores with its own client);
+# compare the CPU figures. gthread keeps the annotators' connections alive and overlaps one thread's
+# database waits with another's Python; with the lighter requests 3 x 4 beat 2 x 4 in both scenarios.
+# Override with --workers/--worker-class/--threads.
 DEFAULT_WORKERS = 3
 DEFAULT_WORKER_CLASS = "gthread"
 DEFAULT_THREADS = 4
