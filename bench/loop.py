@@ -72,8 +72,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=None)
     parser.add_argument("--rank", type=int, default=None)
     parser.add_argument("--reference", choices=("parent", "base"), default=None)
+    parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
     parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
     parser.add_argument("--skip-control", action="store_true")
+    parser.add_argument("--only-control", action="store_true", help="run the random control alone")
     parser.add_argument("--screenshots", type=Path, help="save the lead's pages (charts, round cockpit) as PNGs here")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     return parser.parse_args()
@@ -284,7 +286,7 @@ def main() -> None:
         call_command("collectstatic", "--noinput", verbosity=0)  # the admin's own CSS, served by whitenoise
     started = time.monotonic()
     with gunicorn(env) as url:
-        loops = [loop_run(url, args, "textured", args.noise)]
+        loops = [] if args.only_control else [loop_run(url, args, "textured", args.noise)]
         if not args.skip_control:
             loops.append(loop_run(url, args, "random", 0.0))
         wall = time.monotonic() - started
@@ -333,7 +335,7 @@ def training_settings(args) -> dict:
     from sampler.toy import defaults
 
     chosen = {"steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
-              "reference": args.reference}
+              "reference": args.reference, "target_modules": args.targets}
     return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}
 
 
@@ -353,23 +355,24 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         print(f"{r.oracle:<10} {r.same_seed_win_rate:>9.1%} {r.independent_seed_win_rate:>7.1%} "
               f"{r.flat_share_base:>9.1%} {r.flat_share_final:>10.1%} {r.adherence_base:>9.1%} "
               f"{r.adherence_final:>10.1%} {r.wall_s:>7.0f}")
-    main_loop = loops[0]
-    control = loops[1] if len(loops) > 1 else None
+    main_loop = next((r for r in loops if r.oracle != "random"), None)
+    control = next((r for r in loops if r.oracle == "random"), None)
+    figures = {name: getattr(main_loop, name, None) for name in (
+        "same_seed_win_rate", "independent_seed_win_rate", "flat_share_base", "flat_share_final", "adherence_base",
+        "adherence_final")}
     summary = {
-        "same_seed_win_rate": main_loop.same_seed_win_rate,
-        "independent_seed_win_rate": main_loop.independent_seed_win_rate,
-        "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
-        "flat_share_base": main_loop.flat_share_base, "flat_share_final": main_loop.flat_share_final,
-        "adherence_base": main_loop.adherence_base, "adherence_final": main_loop.adherence_final,
+        **figures, "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
         "wall_s": wall, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
-        "promoted": [r["promoted"] for r in main_loop.rounds],
+        "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,
+        "control_promoted": [r["promoted"] for r in control.rounds] if control else None,
     }
+    ran = main_loop is not None
     targets = [
-        ("same-seed win >= 95%", summary["same_seed_win_rate"] >= 0.95),
-        ("independent-seed win >= 80%", summary["independent_seed_win_rate"] >= 0.80),
+        ("same-seed win >= 95%", ran and main_loop.same_seed_win_rate >= 0.95),
+        ("independent-seed win >= 80%", ran and main_loop.independent_seed_win_rate >= 0.80),
         ("control within 50 +/- 10%", control is not None and abs(control.same_seed_win_rate - 0.5) <= 0.10),
-        ("adherence drop <= 5 points", main_loop.adherence_base - main_loop.adherence_final <= 0.05),
+        ("adherence drop <= 5 points", ran and main_loop.adherence_base - main_loop.adherence_final <= 0.05),
         ("under 20 minutes", wall <= 20 * 60),
     ]
     print()

@@ -1,4 +1,7 @@
-"""The trainer learns: DPO on pairs whose winners are lighter (darker) makes the toy model's samples lighter (darker)."""
+"""The trainer learns: DPO on pairs whose winners are lighter (darker) makes a toy model's samples lighter (darker).
+
+Both pretrained toy models, FLUX (flow matching) and Stable Diffusion (epsilon), through the same `train()`.
+"""
 
 import io
 import json
@@ -18,6 +21,8 @@ from sampler.toy.world import captions, sample
 from trainer.config import TrainConfig
 from trainer.train import train
 
+TOY_SD = TOY_MODEL.with_name("toy-sd")  # manage.py toy_model build --family sd
+MODELS = {"flux": TOY_MODEL, "sd": TOY_SD}
 SHIFT = 40  # grey levels between the winner and the loser of a training pair
 MARGIN = 0.015  # how far the samples' mean luminance (in [0, 1]) must move toward the winners (measured: ~0.02)
 
@@ -54,14 +59,16 @@ def mean_luminance(spec: ModelSpec, params: SampleParams) -> float:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("family", ["flux", "sd"])
 @pytest.mark.parametrize("lighter_wins", [True, False], ids=["lighter-wins", "darker-wins"])
-def test_dpo_on_the_toy_flux_model_moves_samples_toward_the_winners(lighter_wins, tmp_path):
-    assert (TOY_MODEL / "model_index.json").exists(), "the pretrained toy model is committed under models/toy-flux"
+def test_dpo_on_a_toy_model_moves_samples_toward_the_winners(family, lighter_wins, tmp_path):
+    model = MODELS[family]
+    assert (model / "model_index.json").exists(), f"the pretrained toy models are committed under {model.parent}"
     data = preference_file(tmp_path / "pairs.parquet", lighter_wins=lighter_wins)
     config = TrainConfig.from_dict({"steps": 60, "batch_size": 4, "learning_rate": 1e-3, "beta": 1000, "rank": 8,
                                     "max_sequence_length": MAX_SEQUENCE_LENGTH, "heldout_fraction": 0.25,
                                     "eval_every": 20})
-    result = train(config, data=data, base=TOY_MODEL, out=tmp_path / "run", progress=False)
+    result = train(config, data=data, base=model, out=tmp_path / "run", progress=False)
     steps = [json.loads(line) for line in result.metrics.read_text().splitlines()]
     late = steps[-10:]
     assert np.mean([s["loss"] for s in late]) < np.log(2)
@@ -70,9 +77,9 @@ def test_dpo_on_the_toy_flux_model_moves_samples_toward_the_winners(lighter_wins
 
     params = SampleParams(steps=12, guidance=DEFAULT_GUIDANCE, width=64, height=64,
                           max_sequence_length=MAX_SEQUENCE_LENGTH)
-    before = mean_luminance(ModelSpec(str(TOY_MODEL)), params)
-    after = mean_luminance(ModelSpec(str(TOY_MODEL), (str(result.checkpoint),)), params)
-    print(f"toy FLUX: late loss {np.mean([s['loss'] for s in late]):.3f}, implicit accuracy "
+    before = mean_luminance(ModelSpec(str(model)), params)
+    after = mean_luminance(ModelSpec(str(model), (str(result.checkpoint),)), params)
+    print(f"toy {family}: late loss {np.mean([s['loss'] for s in late]):.3f}, implicit accuracy "
           f"{np.mean([s['implicit_accuracy'] for s in late]):.2f}, mean luminance {before:.3f} → {after:.3f}")
     moved = after - before if lighter_wins else before - after
     assert moved >= MARGIN, f"mean luminance {before:.3f} → {after:.3f}"

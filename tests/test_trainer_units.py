@@ -36,6 +36,17 @@ def test_dpo_loss_matches_hand_computed_values():
     assert one.margin.item() == pytest.approx(2.0, rel=1e-3) and one.implicit_accuracy.item() == 1.0
 
 
+
+def test_the_winner_term_adds_lambda_times_the_winners_error_change():
+    # pair 1 as above (inside = 2) with λ = 50: the winner's error fell by 0.001 → the loss falls by 0.05
+    policy_w, policy_l = torch.tensor([0.099]), torch.tensor([0.201])
+    ref_w, ref_l = torch.tensor([0.100]), torch.tensor([0.200])
+    plain = dpo_loss(policy_w, policy_l, ref_w, ref_l, beta=2000)
+    anchored = dpo_loss(policy_w, policy_l, ref_w, ref_l, beta=2000, sft_weight=50.0)
+    assert anchored.loss.item() == pytest.approx(math.log(1 + math.exp(-2)) - 0.05, rel=1e-4)
+    assert anchored.margin.item() == pytest.approx(plain.margin.item())
+    assert anchored.implicit_accuracy.item() == plain.implicit_accuracy.item()
+
 def test_errors_and_flow_matching_inputs():
     x0, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
     noisy, target = flow_matching_inputs(x0, noise, torch.tensor([0.25, 1.0]))

@@ -31,6 +31,7 @@ class TrainConfig:
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     # "base" (the default, the better of the two in bench/loop.py: see sampler/toy/defaults.py) or "parent" (round N−1)
     reference: str = "base"
+    sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ValueError("beta must be positive.")
         if not 0 <= self.heldout_fraction < 1:
             raise ValueError("heldout_fraction must be in [0, 1).")
+        if self.sft_weight < 0:
+            raise ValueError("sft_weight must be 0 or more.")
 
     def resolved(self, family: str) -> "TrainConfig":
         """A copy with β and the learning rate filled in for `family` ('flux', 'sd', 'sdxl')."""

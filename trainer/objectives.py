@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 @dataclass
 class DpoTerms:
-    loss: torch.Tensor  # () mean over the batch
+    loss: torch.Tensor  # () mean over the batch: the DPO term plus the winner term, if any
+    dpo: torch.Tensor  # () the DPO term alone (ln 2 while the policy equals the reference)
     implicit_accuracy: torch.Tensor  # () share of pairs where the policy moved toward the winner
     margin: torch.Tensor  # () mean of `inside`: the implicit reward margin
 
@@ -20,20 +21,26 @@ def dpo_loss(
     ref_err_w: torch.Tensor,
     ref_err_l: torch.Tensor,
     beta: float,
+    sft_weight: float = 0.0,
 ) -> DpoTerms:
     """Diffusion-DPO (Wallace et al., CVPR 2024), errors averaged over latent elements:
 
         inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
-        loss   = −log σ(inside)
+        loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]
 
     Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
     timestep for winner w and loser l. While the policy equals the reference, inside = 0 and loss = ln 2.
+    The optional λ term (`sft_weight`, 0 by default: plain Diffusion-DPO) also fits the winners, as RPO adds a
+    winner NLL to DPO (Pang et al., 2024): DPO alone lowers its loss fastest by denoising losers worse, which
+    under noisy labels degrades every image; the winner term holds the model to the images it is shown.
     """
     winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
     loser_gain = policy_err_l - ref_err_l  # (B,)
     inside = -0.5 * beta * (winner_gain - loser_gain)  # (B,)
+    dpo = -F.logsigmoid(inside).mean()
     return DpoTerms(
-        loss=-F.logsigmoid(inside).mean(),
+        loss=dpo + sft_weight * winner_gain.mean() if sft_weight else dpo,
+        dpo=dpo,
         implicit_accuracy=(inside > 0).float().mean(),
         margin=inside.mean(),
     )

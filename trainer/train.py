@@ -120,6 +120,7 @@ def train(
             last = {
                 "step": step + 1,
                 "loss": terms.loss.item(),
+                "dpo_loss": terms.dpo.item(),
                 "implicit_accuracy": terms.implicit_accuracy.item(),
                 "margin": terms.margin.item(),
                 **{k: v.mean().item() for k, v in errors.items()},
@@ -277,7 +278,7 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
     errors = {"policy_err_w": policy_err[:half], "policy_err_l": policy_err[half:],
               "ref_err_w": ref_err[:half], "ref_err_l": ref_err[half:]}
     terms = dpo_loss(errors["policy_err_w"], errors["policy_err_l"], errors["ref_err_w"], errors["ref_err_l"],
-                     config.beta)
+                     config.beta, config.sft_weight)
     return terms, {k: v.detach() for k, v in errors.items()}
 
 

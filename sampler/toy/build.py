@@ -79,11 +79,7 @@ def tiny_sd(words: list[str], *, seed: int = 0, prediction_type: str = "epsilon"
     """Stable Diffusion 1.x in miniature (epsilon or v-prediction UNet, 4-channel 8× VAE)."""
     torch.manual_seed(seed)
     tokenizer = clip_tokenizer(words)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_WIDTH, attention_head_dim=8, norm_num_groups=8,
-    )
+    unet = tiny_unet(latent_channels=4)
     scheduler = DDPMScheduler(
         num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
         prediction_type=prediction_type, clip_sample=False, steps_offset=1,
@@ -92,6 +88,16 @@ def tiny_sd(words: list[str], *, seed: int = 0, prediction_type: str = "epsilon"
         vae=_vae(latent_channels=4), text_encoder=_clip_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
         scheduler=scheduler, safety_checker=None, feature_extractor=None, image_encoder=None,
         requires_safety_checker=False,
+    )
+
+
+def tiny_unet(*, latent_channels: int, widths: tuple[int, int] = (32, 64), layers: int = 1) -> UNet2DConditionModel:
+    """SD's UNet in miniature for 64 × 64 images (8 × 8 latents): two levels, cross-attention on the outer one."""
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=latent_channels, out_channels=latent_channels, layers_per_block=layers,
+        block_out_channels=widths, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_WIDTH, attention_head_dim=8,
+        norm_num_groups=8,
     )
 
 

@@ -1,12 +1,12 @@
-"""Evaluating a toy pipeline on held-out seeds: caption adherence and the share of each unnamed background mode."""
+"""Evaluating a toy pipeline (FLUX or SD) on held-out seeds: caption adherence and the background modes."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from diffusers import FluxPipeline
 from tqdm import tqdm
 
+from sampler.generate import render
+from sampler.spec import SampleParams
 from sampler.toy.checkers import Reading, read
 from sampler.toy.world import captions, parse_caption
 
@@ -44,26 +44,21 @@ class Evaluation:
         )
 
 
-@torch.no_grad()
 def generate(
-    pipeline: FluxPipeline, prompts: list[str], seeds: list[int], *, steps: int = DEFAULT_STEPS,
+    pipeline, prompts: list[str], seeds: list[int], *, steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE, batch: int = 32,
 ) -> list:
-    """Images for `prompts`, one seed each, 64 × 64, through the pipeline's own `__call__`."""
+    """Images for `prompts`, one seed each, 64 × 64, through the pipeline's own `__call__` (FLUX or SD)."""
+    params = SampleParams(steps=steps, guidance=guidance, width=64, height=64, max_sequence_length=MAX_SEQUENCE_LENGTH)
     images = []
     for start in tqdm(range(0, len(prompts), batch), desc="sample", unit="batch", disable=len(prompts) <= batch):
         chunk = slice(start, start + batch)
-        result = pipeline(
-            prompt=prompts[chunk], height=64, width=64, num_inference_steps=steps, guidance_scale=guidance,
-            max_sequence_length=MAX_SEQUENCE_LENGTH,
-            generator=[torch.Generator().manual_seed(seed) for seed in seeds[chunk]],
-        )
-        images.extend(result.images)
+        images.extend(render(pipeline, prompts=prompts[chunk], seeds=seeds[chunk], params=params))
     return images
 
 
 def evaluate(
-    pipeline: FluxPipeline, n: int = 96, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    pipeline, n: int = 96, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
     first_seed: int = EVAL_SEEDS,
 ) -> Evaluation:
     """Generate `n` images on held-out seeds and read them with the checkers."""

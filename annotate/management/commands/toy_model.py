@@ -1,4 +1,4 @@
-"""manage.py toy_model build|evaluate: pretrain the tiny FLUX pipeline on the toy world, or measure one."""
+"""manage.py toy_model build|evaluate: pretrain a tiny FLUX (or SD) pipeline on the toy world, or measure one."""
 
 import time
 from pathlib import Path
@@ -7,12 +7,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Build (pretrain and save) the tiny FLUX toy model, or evaluate a saved one on held-out seeds."
+    help = "Build (pretrain and save) the tiny FLUX or SD toy model, or evaluate a saved one on held-out seeds."
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True)
         build = actions.add_parser("build", help="Pretrain on the toy world and save with save_pretrained.")
-        build.add_argument("--out", type=Path, default=Path("models/toy-flux"))
+        build.add_argument("--out", type=Path, default=None, help="Default: models/toy-flux or models/toy-sd.")
+        build.add_argument(
+            "--family", choices=("flux", "sd"), default="flux",
+            help="sd: a Stable Diffusion UNet trained over the FLUX toy model's VAE and CLIP encoder (--flux-model).",
+        )
+        build.add_argument("--flux-model", type=Path, default=Path("models/toy-flux"))
         build.add_argument("--seed", type=int, default=0)
         build.add_argument(
             "--minutes", type=float, default=11.0,
@@ -30,32 +35,56 @@ class Command(BaseCommand):
         # The ML stack loads only here: other commands and web requests do not pay for it.
         import torch
 
-        from sampler.toy import evaluate, pretrain
+        from sampler.toy import evaluate
 
         torch.set_num_threads(2)
         steps = options["steps"] or evaluate.DEFAULT_STEPS
         guidance = options["guidance"] if options["guidance"] is not None else evaluate.DEFAULT_GUIDANCE
-        if action == "build":
-            recipe = pretrain.Recipe(seed=options["seed"])
-            report = pretrain.build(options["out"], recipe, minutes=options["minutes"])
-            self.stdout.write(
-                f"Saved {report.out} ({report.size_bytes / 1e6:.1f} MB) in {report.total_seconds / 60:.1f} min: "
-                f"VAE {report.vae_steps} steps in {report.vae_seconds:.0f} s (loss {report.vae_loss:.4f}), "
-                f"transformer {report.transformer_steps} steps in {report.transformer_seconds:.0f} s "
-                f"(loss {report.transformer_loss:.4f})."
-            )
-            if report.stopped_early:
-                self.stderr.write("The time cap stopped training early: this build is not reproducible.")
-            if options["no_evaluate"]:
-                return
-            model = options["out"]
+        if action == "build" and options["family"] == "sd":
+            model = self.build_sd(options)
+        elif action == "build":
+            model = self.build_flux(options)
         else:
             model = options["model"]
+        if model is None:
+            return
         if not (model / "model_index.json").is_file():
             raise CommandError(f"{model} is not a diffusers model folder.")
-        from diffusers import FluxPipeline
+        from diffusers import DiffusionPipeline
 
         started = time.monotonic()
-        pipeline = FluxPipeline.from_pretrained(model)
+        pipeline = DiffusionPipeline.from_pretrained(model)
         result = evaluate.evaluate(pipeline, options["images"], steps=steps, guidance=guidance)
         self.stdout.write(f"{model}: {result.summary()} ({time.monotonic() - started:.0f} s)")
+
+    def build_flux(self, options) -> Path | None:
+        from sampler.toy import pretrain
+
+        out = options["out"] or Path("models/toy-flux")
+        report = pretrain.build(out, pretrain.Recipe(seed=options["seed"]), minutes=options["minutes"])
+        self.stdout.write(
+            f"Saved {report.out} ({report.size_bytes / 1e6:.1f} MB) in {report.total_seconds / 60:.1f} min: "
+            f"VAE {report.vae_steps} steps in {report.vae_seconds:.0f} s (loss {report.vae_loss:.4f}), "
+            f"transformer {report.transformer_steps} steps in {report.transformer_seconds:.0f} s "
+            f"(loss {report.transformer_loss:.4f})."
+        )
+        if report.stopped_early:
+            self.stderr.write("The time cap stopped training early: this build is not reproducible.")
+        return None if options["no_evaluate"] else out
+
+    def build_sd(self, options) -> Path | None:
+        from sampler.toy import pretrain_sd
+
+        flux_model = options["flux_model"]
+        if not (flux_model / "model_index.json").is_file():
+            raise CommandError(f"{flux_model} is not a diffusers model folder: build the FLUX toy model first.")
+        out = options["out"] or Path("models/toy-sd")
+        recipe = pretrain_sd.SdRecipe(seed=options["seed"])
+        report = pretrain_sd.build_sd(out, flux_model, recipe, minutes=options["minutes"])
+        self.stdout.write(
+            f"Saved {report.out} ({report.size_bytes / 1e6:.1f} MB) in {report.seconds / 60:.1f} min: "
+            f"UNet {report.steps} steps (loss {report.loss:.4f}) over {flux_model}'s VAE and CLIP text encoder."
+        )
+        if report.stopped_early:
+            self.stderr.write("The time cap stopped training early: this build is not reproducible.")
+        return None if options["no_evaluate"] else out
