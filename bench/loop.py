@@ -72,6 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=None)
     parser.add_argument("--rank", type=int, default=None)
     parser.add_argument("--reference", choices=("parent", "base"), default=None)
+    parser.add_argument("--keep", choices=("last", "best"), default=None, help="which adapter a round keeps")
     parser.add_argument("--sft-weight", type=float, default=None, help="λ of the DPO loss's winner term")
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
     parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
@@ -337,7 +338,7 @@ def training_settings(args) -> dict:
 
     chosen = {"steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
               "reference": args.reference, "target_modules": args.targets,
-              "sft_weight": args.sft_weight}
+              "sft_weight": args.sft_weight, "keep": args.keep}
     return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}
 
 

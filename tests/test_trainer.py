@@ -1,4 +1,4 @@
-"""Training on tiny models: resume parity, reloading a LoRA, the NaN guard, and the CLI (trainer/)."""
+"""Training on tiny models: resume parity, reloading a LoRA, keeping the best adapter, the NaN guard, the CLI."""
 
 import io
 import json
@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from safetensors.torch import load_file
 
 from tests.conftest import REPO
 from tests.models import build_tiny_flux
 from trainer.config import TrainConfig
+from trainer.data import split_heldout
 from trainer.train import TrainingDiverged, evaluate_checkpoint, train
 
 SETTINGS = {"batch_size": 4, "learning_rate": 1e-3, "beta": 2000, "max_sequence_length": 32, "heldout_fraction": 0.25,
@@ -113,3 +115,33 @@ def test_the_cli_trains_and_refuses_a_dataset_of_ties(world, tmp_path):
     )
     assert refused.returncode == 2 and "only ties" in refused.stderr
     assert not (tmp_path / "ties" / "checkpoint").exists()
+
+
+def test_keep_best_saves_the_adapter_with_the_lowest_heldout_loss(world, tmp_path):
+    config = TrainConfig.from_dict({**SETTINGS, "steps": 9, "keep": "best"})
+    result = train(config, data=world["data"], base=world["flux"], out=tmp_path / "best", progress=False)
+    evaluated = {0: np.log(2), **{m["step"]: m["heldout_loss"] for m in metrics(result.metrics) if "heldout_loss" in m}}
+    kept = min(evaluated, key=evaluated.get)
+    assert kept > 0, "brighter wins on held-out pairs too: training should beat the untrained adapter"
+    assert result.final["kept_step"] == kept and result.final["kept_heldout_loss"] == pytest.approx(evaluated[kept])
+    reloaded = evaluate_checkpoint(config, data=world["data"], base=world["flux"], lora=result.checkpoint)
+    assert reloaded["heldout_loss"] == pytest.approx(evaluated[kept], abs=1e-5)
+
+
+def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_across_a_resume(world, tmp_path):
+    # The held-out pairs prefer the opposite of the training pairs: every step makes them worse.
+    rows = pq.read_table(world["data"]).to_pylist()
+    _, heldout = split_heldout(list(range(len(rows))), SETTINGS["heldout_fraction"], seed=0)
+    for index in heldout:
+        rows[index]["label_0"] = 1.0 - rows[index]["label_0"]
+    data = tmp_path / "contrary.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), data)
+    config = TrainConfig.from_dict({**SETTINGS, "steps": 9, "checkpoint_every": 3, "keep": "best"})
+    train(config, data=data, base=world["flux"], out=tmp_path / "run", stop_after=7, progress=False)
+    result = train(config, data=data, base=world["flux"], out=tmp_path / "run", progress=False)  # resumes at 6
+    assert all(m["heldout_loss"] > np.log(2) for m in metrics(result.metrics) if "heldout_loss" in m)
+    assert result.final["kept_step"] == 0
+    reloaded = evaluate_checkpoint(config, data=data, base=world["flux"], lora=result.checkpoint)
+    assert reloaded["heldout_loss"] == pytest.approx(np.log(2), abs=1e-6)  # the child is its parent
+    lora = load_file(result.checkpoint / "pytorch_lora_weights.safetensors")
+    assert all(not tensor.any() for name, tensor in lora.items() if "lora_B" in name)

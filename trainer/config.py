@@ -31,6 +31,9 @@ class TrainConfig:
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     # "base" (the default, the better of the two in bench/loop.py: see sampler/toy/defaults.py) or "parent" (round N−1)
     reference: str = "base"
+    # "last": the adapter of the last step; "best": the one with the lowest held-out DPO loss at an evaluation
+    # (every `eval_every` steps), counting the untrained adapter at ln 2 (trainer/selection.py)
+    keep: str = "last"
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ValueError("beta must be positive.")
         if not 0 <= self.heldout_fraction < 1:
             raise ValueError("heldout_fraction must be in [0, 1).")
+        if self.keep not in ("last", "best"):
+            raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
         if self.sft_weight < 0:
             raise ValueError("sft_weight must be 0 or more.")
 

@@ -19,6 +19,7 @@ from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
 from trainer.families import FAMILIES, to_pixels
 from trainer.objectives import dpo_loss, per_sample_error
+from trainer.selection import BestAdapter
 
 logger = logging.getLogger(__name__)
 ADAPTER = "chisel"
@@ -100,6 +101,7 @@ def train(
     states = out / "states"
     metrics_path = out / "metrics.jsonl"
     start = _resume(states, accelerator.unwrap_model(denoiser), optimizer, scheduler, metrics_path)
+    best = _best_to_keep(config, heldout, states, start, accelerator.unwrap_model(denoiser))
     out.mkdir(parents=True, exist_ok=True)
     last: dict = {}
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="DPO", disable=not progress)
@@ -129,18 +131,24 @@ def train(
             }
             if heldout is not None and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
                 last.update(_evaluate(family, denoiser, heldout, config, accelerator))
+                if best is not None:
+                    adapter = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
+                    best.offer(step=step + 1, loss=last["heldout_loss"], weights=adapter)
             if accelerator.is_main_process:
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['implicit_accuracy']:.2f}")
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and accelerator.is_main_process:
-                _save_state(states, step + 1, accelerator.unwrap_model(denoiser), optimizer, scheduler, config)
+                _save_state(states, step + 1, accelerator.unwrap_model(denoiser), optimizer, scheduler, config, best)
             if stop_after is not None and step + 1 >= stop_after:
                 return TrainResult(out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 
     checkpoint = out / "checkpoint"
     if accelerator.is_main_process:
         lora = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
+        if best is not None:
+            lora = best.weights
+            last.update(kept_step=best.step, kept_heldout_loss=best.loss)
         write_atomically(
             checkpoint,
             lambda folder: _save_lora(pipeline, folder, lora, config, parents, base),
@@ -289,11 +297,15 @@ def _evaluate(family, denoiser, heldout: Encoded, config: TrainConfig, accelerat
     terms, _ = _dpo_terms(family, denoiser, heldout, config, torch.Generator().manual_seed(config.seed + 999),
                           accelerator)
     denoiser.train()
-    return {"heldout_loss": terms.loss.item(), "heldout_implicit_accuracy": terms.implicit_accuracy.item()}
+    return {"heldout_loss": terms.dpo.item(), "heldout_implicit_accuracy": terms.implicit_accuracy.item()}
 
 
-def _save_state(states: Path, step: int, denoiser, optimizer, scheduler, config: TrainConfig) -> None:
+def _save_state(
+    states: Path, step: int, denoiser, optimizer, scheduler, config: TrainConfig, best: BestAdapter | None
+) -> None:
     def write(folder: Path) -> None:
+        if best is not None:
+            best.save(folder)
         save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(denoiser, adapter_name=ADAPTER).items()},
                   folder / "adapter.safetensors")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, folder / "optimizer.pt")
@@ -301,6 +313,23 @@ def _save_state(states: Path, step: int, denoiser, optimizer, scheduler, config:
 
     write_atomically(states / f"step-{step:06d}", write, meta={"step": step})
     prune_states(states, config.keep_states)
+
+
+def _best_to_keep(
+    config: TrainConfig, heldout: Encoded | None, states: Path, start: int, denoiser
+) -> BestAdapter | None:
+    """With `keep: best`, the best adapter so far: the resumed state's, or the untrained one (None: keep the last)."""
+    if config.keep != "best":
+        return None
+    if heldout is None:
+        logger.warning("keep: best needs held-out pairs and this dataset has too few: keeping the last adapter.")
+        return None
+    weights = get_peft_model_state_dict(denoiser, adapter_name=ADAPTER)
+    if not start:
+        return BestAdapter.untrained(weights)
+    saved = BestAdapter.load(complete_states(states)[-1][1])
+    # A state written while keeping the last adapter: what it holds is the only candidate so far.
+    return saved or BestAdapter(step=start, loss=float("inf"), weights=weights)
 
 
 def _resume(states: Path, denoiser, optimizer, scheduler, metrics_path: Path) -> int:
