@@ -9,8 +9,9 @@ Runs the whole of Chisel's loop on the CPU, through the real services and API:
    Celery runs them eagerly in this process), judged by `manage.py simulate_annotators` over HTTP;
 3. on held-out prompts and seeds, compares the final checkpoint with the base: the oracle's win rate on the *same*
    (prompt, seed) and on *independent* seeds (a tie counts half), the flat-background share and caption
-   adherence before and after. The control's figure is the `textured` oracle's verdict on the control's last
-   trained child (promoted or not), so it shows what random labels do to the model;
+   adherence before and after; the control's final checkpoint is judged by the `textured` oracle too. Each loop's
+   last trained child, promoted or not, is judged as well ("child same-seed"): what the labels did to the model
+   before the promotion gate had its say;
 4. prints a table and, as its last line, one JSON object with the same figures.
 
 Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
@@ -55,6 +56,9 @@ class LoopResult:
     adherence_base: float
     adherence_final: float
     wall_s: float
+    # The textured oracle's same-seed verdict on the loop's last trained child, promoted or not: what the labels
+    # did to the model before the promotion gate had its say (the final checkpoint is the last promoted one).
+    child_same_seed_win_rate: float | None = None
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,9 +73,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=120, help="held-out (prompt, seed) pairs in the final comparison")
     parser.add_argument("--train-steps", type=int, default=None, help="default: sampler/toy/defaults.py")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="pairs per training step")
     parser.add_argument("--beta", type=float, default=None)
     parser.add_argument("--rank", type=int, default=None)
     parser.add_argument("--reference", choices=("parent", "base"), default=None)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default=None)
+    parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--keep", choices=("last", "best"), default=None, help="which adapter a round keeps")
     parser.add_argument("--sft-weight", type=float, default=None, help="λ of the DPO loss's winner term")
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
@@ -255,15 +262,19 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
                 break
     taste = Taste.objects.select_related("current_checkpoint__base_model").get(pk=taste.pk)
     root = Checkpoint.objects.filter(taste=taste, parent=None).select_related("base_model").get()
-    # The control is judged on its last trained child, promoted or not: what random labels do to the model.
+    final = taste.current_checkpoint
     last_child = next((r["child"] for r in reversed(results) if r["child"]), None)
-    final = taste.current_checkpoint if oracle != "random" or last_child is None else Checkpoint.objects.get(pk=last_child)
     from annotate.models import Round
 
     params = round_sample_params(Round.objects.filter(taste=taste).first())
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]
     figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params)
-    return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
+    child = figures["same_seed_win_rate"]
+    if last_child is not None and last_child != final.pk:
+        child = compare(checkpoint_spec(root), checkpoint_spec(Checkpoint.objects.get(pk=last_child)), prompts,
+                        "textured", params)["same_seed_win_rate"]
+    return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, child_same_seed_win_rate=child,
+                      **figures)
 
 
 def main() -> None:
@@ -336,9 +347,10 @@ def screenshots(url: str, out: Path, chromium: str) -> None:
 def training_settings(args) -> dict:
     from sampler.toy import defaults
 
-    chosen = {"steps": args.train_steps, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
+    chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
               "reference": args.reference, "target_modules": args.targets,
-              "sft_weight": args.sft_weight, "keep": args.keep}
+              "sft_weight": args.sft_weight, "keep": args.keep, "lr_schedule": args.lr_schedule,
+              "warmup_steps": args.warmup}
     return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}
 
 
@@ -353,11 +365,11 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
                   f"{r['seconds']:>8.0f}")
     print()
     print(f"{'loop':<10} {'same-seed':>9} {'indep.':>7} {'flat base':>9} {'flat final':>10} {'adh. base':>9} "
-          f"{'adh. final':>10} {'wall s':>7}")
+          f"{'adh. final':>10} {'child same-seed':>15} {'wall s':>7}")
     for r in loops:
         print(f"{r.oracle:<10} {r.same_seed_win_rate:>9.1%} {r.independent_seed_win_rate:>7.1%} "
               f"{r.flat_share_base:>9.1%} {r.flat_share_final:>10.1%} {r.adherence_base:>9.1%} "
-              f"{r.adherence_final:>10.1%} {r.wall_s:>7.0f}")
+              f"{r.adherence_final:>10.1%} {r.child_same_seed_win_rate:>15.1%} {r.wall_s:>7.0f}")
     main_loop = next((r for r in loops if r.oracle != "random"), None)
     control = next((r for r in loops if r.oracle == "random"), None)
     figures = {name: getattr(main_loop, name, None) for name in (
@@ -365,6 +377,7 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         "adherence_final")}
     summary = {
         **figures, "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
+        "control_child_same_seed_win_rate": control.child_same_seed_win_rate if control else None,
         "wall_s": wall, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,

@@ -49,7 +49,9 @@ def metrics(path) -> list[dict]:
 
 
 def test_a_resumed_run_reproduces_the_uninterrupted_losses(world, tmp_path):
-    config = TrainConfig.from_dict({**SETTINGS, "steps": 6, "checkpoint_every": 3})
+    # A warm-up and a decaying rate: the schedule's position is part of the state too.
+    config = TrainConfig.from_dict({**SETTINGS, "steps": 6, "checkpoint_every": 3, "warmup_steps": 2,
+                                    "lr_schedule": "cosine"})
     full = train(config, data=world["data"], base=world["flux"], out=tmp_path / "full", progress=False)
     broken = train(config, data=world["data"], base=world["flux"], out=tmp_path / "broken", stop_after=4, progress=False)
     assert broken.steps == 4 and not (tmp_path / "broken" / "checkpoint").exists()
@@ -59,6 +61,8 @@ def test_a_resumed_run_reproduces_the_uninterrupted_losses(world, tmp_path):
     assert [m["step"] for m in b] == [1, 2, 3, 4, 5, 6]
     for x, y in zip(a, b):
         assert x["loss"] == pytest.approx(y["loss"], abs=1e-5), x["step"]
+        assert x["lr"] == pytest.approx(y["lr"]), x["step"]
+    assert [round(m["lr"] / 1e-3, 3) for m in a] == [0.5, 1.0, 0.854, 0.5, 0.146, 0.0]
     assert a[0]["loss"] == pytest.approx(np.log(2), abs=1e-6)  # a fresh LoRA leaves the model unchanged
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     max_sequence_length: int | None = None  # FLUX T5 length (None: 512)
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # after the warm-up: "constant", or "cosine"/"linear" decay to 0 at the last step
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, none on CPU), "no", "bf16", "fp16"
     gradient_checkpointing: bool = False
     adam_8bit: bool = False  # needs bitsandbytes
@@ -76,6 +77,8 @@ class TrainConfig:
             raise ValueError("beta must be positive.")
         if not 0 <= self.heldout_fraction < 1:
             raise ValueError("heldout_fraction must be in [0, 1).")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'linear', not {self.lr_schedule!r}.")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
         if self.sft_weight < 0:

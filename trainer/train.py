@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from diffusers import DiffusionPipeline
+from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
@@ -93,8 +94,9 @@ def train(
     _prepare_adapters(pipeline, denoiser, parents, config)
     trainable = [p for p in denoiser.parameters() if p.requires_grad]
     optimizer = _optimizer(trainable, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
+    scheduler = get_scheduler(
+        "constant_with_warmup" if config.lr_schedule == "constant" else config.lr_schedule, optimizer,
+        num_warmup_steps=config.warmup_steps, num_training_steps=config.steps,
     )
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
 
