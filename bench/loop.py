@@ -17,6 +17,28 @@ Runs the whole of Chisel's loop on the CPU, through the real services and API:
 Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
 most 5 points below the base's, all in under 20 minutes on 2 cores.
 
+Measured on the 2-core machine (one run each; runs of the same settings differ by several points), 96 eval pairs,
+the sign-tested adherence rail (* : the rail before the sign test, which broke at any drop past 5 points);
+same-seed / independent-seed win, flat share and adherence of the final checkpoint, the rounds promoted, and what
+stopped the others:
+
+    settings                          same   indep.  flat      adherence    promoted  others
+    defaults (β 1000, lr 3e-3, base)  91.7%  66.7%   42→13%    83.3→85.0%   1, 3      2: adherence 85→73%
+      its random control              50.0%  (last trained child 69.2%)     none      win rate
+    reference parent                  87.9%  56.2%   42→26%    83.3→86.2%   1         2, 3: adherence 90→77, 65%
+    β 500                             88.3%  68.8%   42→10%    83.3→79.2%   1, 2      3: win rate
+    β 200                             91.2%  70.0%   42→5%     83.3→78.8%   1         2, 3: adherence 83→60, 56%
+    600 steps, batch 8 *              86.7%  57.5%   42→21%    83.3→92.1%   1         2: adherence; 3: win rate
+    feed-forward LoRA targets too *   87.1%  69.2%   42→6%     83.3→86.2%   2         1: adherence; 3: win rate
+    cosine rate, 20 warm-up steps *   93.3%  59.6%   42→25%    83.3→85.4%   1, 2, 3
+    keep: best (held-out loss) *      86.7%  54.2%   42→28%    83.3→84.2%   1         2, 3: win rate
+    winner term λ 500                 84.2%  55.8%   42→19%    83.3→76.7%   1, 2, 3
+
+Round 1 (pairs from the base: flat against textured) teaches "fewer flat backgrounds" cleanly. Later rounds see mostly
+textured pairs, where the oracle rewards stronger texture; the model learns it everywhere, shapes included, and the
+children that win 90-96% of their eval pairs lose 12-27 points of caption adherence and are rejected. The targets
+of 95% / 80% sit beyond what this toy model reaches without giving up its shapes.
+
     .venv/bin/python bench/loop.py                      # needs models/toy-flux (manage.py toy_model build)
     .venv/bin/python bench/loop.py --rounds 1 --labels 100 --skip-control
     .venv/bin/python bench/loop.py --screenshots docs/img       # also the lead's pages, for the README
@@ -67,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench_loop")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--labels", type=int, default=300, help="train labels per round (overlap 1)")
-    parser.add_argument("--eval-pairs", type=int, default=48, help="child-vs-parent pairs per round")
+    parser.add_argument("--eval-pairs", type=int, default=96, help="child-vs-parent pairs per round")
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--images", type=int, default=120, help="held-out (prompt, seed) pairs in the final comparison")
