@@ -203,14 +203,7 @@ def train_transformer(
             encoder_hidden_states=prompt_embeds[labels[pick]], txt_ids=text_ids, img_ids=image_ids, return_dict=False,
         )[0]
         loss = (prediction - (noise - x0)).pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimiser.step()
-        decay = min(recipe.ema_decay, (1 + step) / (10 + step))  # a short memory early on
-        with torch.no_grad():
-            for kept, live in zip(ema.parameters(), transformer.parameters()):
-                kept.lerp_(live, 1 - decay)
+        step_with_ema(transformer, ema, optimiser, loss, step=step, ema_decay=recipe.ema_decay)
         smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
         bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
     else:
@@ -218,6 +211,18 @@ def train_transformer(
     transformer.load_state_dict(ema.state_dict())
     transformer.eval().requires_grad_(False)
     return step, smoothed
+
+
+def step_with_ema(model, ema, optimiser, loss: torch.Tensor, *, step: int, ema_decay: float) -> None:
+    """One optimiser step on `loss` (gradients clipped to norm 1), then the EMA of the weights."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimiser.step()
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for kept, live in zip(ema.parameters(), model.parameters()):
+            kept.lerp_(live, 1 - decay)
 
 
 def save_atomically(pipeline: FluxPipeline, out: Path) -> int:

@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler, FluxPipeline, StableDiffusionPipeline
 from tqdm import tqdm
 
 from sampler.toy.build import tiny_unet
-from sampler.toy.pretrain import _lr_at, _seed_everything, _to_unit, dataset, save_atomically
+from sampler.toy.pretrain import _lr_at, _seed_everything, _to_unit, dataset, save_atomically, step_with_ema
 from sampler.toy.world import captions
 
 
@@ -105,14 +105,7 @@ def train_unet(pipeline, latents, labels, recipe: SdRecipe, deadline: float) -> 
         target = noise if recipe.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
         prediction = unet(scheduler.add_noise(x0, noise, timesteps), timesteps, encoder_hidden_states=text).sample
         loss = (prediction - target).pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimiser.step()
-        decay = min(recipe.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for kept, live in zip(ema.parameters(), unet.parameters()):
-                kept.lerp_(live, 1 - decay)
+        step_with_ema(unet, ema, optimiser, loss, step=step, ema_decay=recipe.ema_decay)
         smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
         bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
     else:
