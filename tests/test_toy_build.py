@@ -1,0 +1,40 @@
+"""Building the toy models: a few steps of each recipe save a folder that loads and samples like a real checkpoint."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotate.demo import TOY_MODEL
+from sampler.generate import render
+from sampler.loading import load_pipeline, model_kind
+from sampler.spec import ModelSpec, SampleParams
+from sampler.toy import pretrain, pretrain_sd
+
+
+def samples(folder) -> list:
+    pipeline = load_pipeline(ModelSpec(str(folder)))
+    params = SampleParams(steps=2, guidance=3.5, width=64, height=64, max_sequence_length=32)
+    return render(pipeline, prompts=["a red circle", "a blue square"], seeds=[1, 2], params=params)
+
+
+def test_a_short_flux_build_saves_a_loadable_pipeline(tmp_path):
+    recipe = pretrain.Recipe(images=64, steps=4, vae_crop_steps=2, vae_steps=2, head_dim=16, warmup=2)
+    report = pretrain.build(tmp_path / "flux", recipe, minutes=2)
+    assert not report.stopped_early and report.size_bytes > 0
+    assert model_kind(tmp_path / "flux") == "flux"
+    assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
+
+
+def test_a_short_sd_build_reuses_the_flux_models_vae_and_text_encoder(tmp_path):
+    recipe = pretrain_sd.SdRecipe(images=64, steps=4, widths=(32, 64), warmup=2)
+    report = pretrain_sd.build_sd(tmp_path / "sd", TOY_MODEL, recipe, minutes=2)
+    assert report.steps == 4 and not report.stopped_early
+    assert model_kind(tmp_path / "sd") == "sd"
+    for part in ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        assert (tmp_path / "sd" / part).read_bytes() == (TOY_MODEL / part).read_bytes()
+    assert [image.size for image in samples(tmp_path / "sd")] == [(64, 64)] * 2
+
+
+def test_the_sd_build_needs_the_flux_model_first(tmp_path):
+    with pytest.raises(CommandError, match="build the FLUX toy model first"):
+        call_command("toy_model", "build", "--family", "sd", "--flux-model", str(tmp_path / "missing"),
+                     "--out", str(tmp_path / "sd"))
