@@ -5,37 +5,63 @@ A round's `guard_rails` maps a check to its limits, e.g. `{"adherence": {"max_dr
   points of share); not applicable when the prompts are not toy captions. Parent and child images share their
   (prompt, seed), so the drop is also tested against chance: the rail breaks when it exceeds `max_drop` *and* a
   one-sided sign test on the images whose verdict changed says the child is worse (p below `significance`,
-  default 0.05; 1 judges by the drop alone). On ~100 images a 6-point drop is often noise.
+  default 0.05; 1 judges by the drop alone). On ~100 images a 6-point drop is often noise. The child is held to
+  the same limit against the lineage's root (the base model) on the keys the root has images of (rounds share
+  their eval keys, so round 1's parent images serve): drops of a few points a round may not add up.
 - any image diagnostic (`brightness`, `saturation`, `rgb_entropy`, `sharpness`, `flat_share`, …): the mean over
   the child's eval images against the parent's, as a relative change (`max_drop`, `max_rise`).
 """
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
 
-from annotate.models import Pair
+from annotate.models import Checkpoint, Image, Pair, Round
 
 
 @dataclass(frozen=True)
 class Sides:
-    """The eval images of a round: the parent's (image A) and the child's (image B), with the prompts."""
+    """The eval images of a round: the parent's (image A) and the child's (image B), with the prompts; and the
+    lineage root's image of each key where one exists (None where not, or when the parent is the root)."""
 
     prompts: list[str]
     parent: list
     child: list
+    root: list
 
 
 def round_eval_sides(*, round_id: int) -> Sides:
-    pairs = (
+    pairs = list(
         Pair.objects.filter(round_id=round_id, kind=Pair.Kind.EVAL)
         .select_related("prompt", "image_a", "image_b")
         .order_by("id")
     )
     return Sides(
-        prompts=[p.prompt.text for p in pairs], parent=[p.image_a for p in pairs], child=[p.image_b for p in pairs]
+        prompts=[p.prompt.text for p in pairs], parent=[p.image_a for p in pairs], child=[p.image_b for p in pairs],
+        root=_root_images(round_id=round_id, pairs=pairs),
     )
+
+
+def _root_images(*, round_id: int, pairs: list[Pair]) -> list:
+    """The root checkpoint's image of each pair's (prompt, seed) under the same sampling settings."""
+    parent = Round.objects.select_related("parent_checkpoint").get(pk=round_id).parent_checkpoint
+    root = parent
+    while root is not None and root.parent_id is not None:
+        root = Checkpoint.objects.only("id", "parent_id").get(pk=root.parent_id)
+    if root is None or root.pk == parent.pk or not pairs:
+        return [None] * len(pairs)
+
+    def key(image, prompt_id: int, seed: int) -> tuple:
+        settings = {k: v for k, v in image.params.items() if k not in ("model", "prompt", "seed")}
+        return prompt_id, seed, json.dumps(settings, sort_keys=True)
+
+    found = Image.objects.filter(
+        checkpoint=root, prompt_id__in={p.prompt_id for p in pairs}, seed__in={p.seed for p in pairs}
+    )
+    by_key = {key(image, image.prompt_id, image.seed): image for image in found}
+    return [by_key.get(key(p.image_b, p.prompt_id, p.seed)) for p in pairs]
 
 
 def check_guard_rails(*, round_id: int, rails: dict) -> dict:
@@ -53,8 +79,16 @@ def _check(name: str, limits: dict, sides: Sides) -> dict:
         parent, child = _toy_adherence(sides.prompts, sides.parent), _toy_adherence(sides.prompts, sides.child)
         if parent is None:
             return _result(True, "not applicable: the prompts are not toy-world captions")
-        return adherence_verdict(parent, child, max_drop=limits.get("max_drop", 0.05),
-                                 significance=limits.get("significance", 0.05))
+        limit, significance = limits.get("max_drop", 0.05), limits.get("significance", 0.05)
+        verdict = adherence_verdict(parent, child, max_drop=limit, significance=significance)
+        kept = [i for i, image in enumerate(sides.root) if image is not None]
+        if not kept:
+            return verdict
+        root = _toy_adherence([sides.prompts[i] for i in kept], [sides.root[i] for i in kept])
+        against_root = adherence_verdict(root, [child[i] for i in kept], max_drop=limit, significance=significance)
+        return _result(verdict["ok"] and against_root["ok"],
+                       f"{verdict['detail']}; against the base on {len(kept)} of its images: {against_root['detail']}",
+                       verdict["parent"], verdict["child"])
     parent, child = _mean_diagnostic(sides.parent, name), _mean_diagnostic(sides.child, name)
     if parent is None or child is None:
         return _result(False, f"no image diagnostic '{name}'")
