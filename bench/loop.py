@@ -18,21 +18,24 @@ Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control wi
 most 5 points below the base's, all in under 20 minutes on 2 cores.
 
 Measured on the 2-core machine (one run each; runs of the same settings differ by several points), 96 eval pairs,
-the sign-tested adherence rail (* : the rail before the sign test, which broke at any drop past 5 points);
-same-seed / independent-seed win, flat share and adherence of the final checkpoint, the rounds promoted, and what
-stopped the others:
+the adherence rail sign-tested against parent and base (¹ against the parent alone; ² against the parent, breaking
+at any drop past 5 points); same-seed / independent-seed win, flat share and adherence of the final checkpoint, the
+rounds promoted, and what stopped the others:
 
     settings                          same   indep.  flat      adherence    promoted  others
-    defaults (β 1000, lr 3e-3, base)  91.7%  66.7%   42→13%    83.3→85.0%   1, 3      2: adherence 85→73%
+    defaults (β 1000, lr 3e-3, base)  94.2%  62.1%   42→16%    83.3→89.6%   1         2, 3: win rate (0.58, 0.57)
+      its random control              50.0%  (last trained child 64.6%)     none      win rate
+    defaults, an earlier run ¹        91.7%  66.7%   42→13%    83.3→85.0%   1, 3      2: adherence 85→73%
       its random control              50.0%  (last trained child 69.2%)     none      win rate
-    reference parent                  87.9%  56.2%   42→26%    83.3→86.2%   1         2, 3: adherence 90→77, 65%
-    β 500                             88.3%  68.8%   42→10%    83.3→79.2%   1, 2      3: win rate
-    β 200                             91.2%  70.0%   42→5%     83.3→78.8%   1         2, 3: adherence 83→60, 56%
-    600 steps, batch 8 *              86.7%  57.5%   42→21%    83.3→92.1%   1         2: adherence; 3: win rate
-    feed-forward LoRA targets too *   87.1%  69.2%   42→6%     83.3→86.2%   2         1: adherence; 3: win rate
-    cosine rate, 20 warm-up steps *   93.3%  59.6%   42→25%    83.3→85.4%   1, 2, 3
-    keep: best (held-out loss) *      86.7%  54.2%   42→28%    83.3→84.2%   1         2, 3: win rate
-    winner term λ 500                 84.2%  55.8%   42→19%    83.3→76.7%   1, 2, 3
+    reference parent ¹                87.9%  56.2%   42→26%    83.3→86.2%   1         2, 3: adherence 90→77, 65%
+    β 500 ¹                           88.3%  68.8%   42→10%    83.3→79.2%   1, 2      3: win rate
+    β 200 ¹                           91.2%  70.0%   42→5%     83.3→78.8%   1         2, 3: adherence 83→60, 56%
+    β 3000                            90.8%  58.3%   42→27%    83.3→89.2%   1         2: adherence 88→81%; 3: win rate
+    600 steps, batch 8 ²              86.7%  57.5%   42→21%    83.3→92.1%   1         2: adherence; 3: win rate
+    feed-forward LoRA targets too ²   87.1%  69.2%   42→6%     83.3→86.2%   2         1: adherence; 3: win rate
+    cosine rate, 20 warm-up steps ²   93.3%  59.6%   42→25%    83.3→85.4%   1, 2, 3
+    keep: best (held-out loss) ²      86.7%  54.2%   42→28%    83.3→84.2%   1         2, 3: win rate
+    winner term λ 500 ¹               84.2%  55.8%   42→19%    83.3→76.7%   1, 2, 3
 
 Round 1 (pairs from the base: flat against textured) teaches "fewer flat backgrounds" cleanly. Later rounds see mostly
 textured pairs, where the oracle rewards stronger texture; the model learns it everywhere, shapes included, and the
