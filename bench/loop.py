@@ -25,6 +25,7 @@ rounds promoted, and what stopped the others:
     settings                          same   indep.  flat      adherence    promoted  others
     defaults (β 1000, lr 3e-3, base)  94.2%  62.1%   42→16%    83.3→89.6%   1         2, 3: win rate (0.58, 0.57)
       its random control              50.0%  (last trained child 64.6%)     none      win rate
+    defaults, again (--screenshots)   90.8%  64.6%   42→16%    83.3→85.4%   1, 3      2: win rate
     defaults, an earlier run ¹        91.7%  66.7%   42→13%    83.3→85.0%   1, 3      2: adherence 85→73%
       its random control              50.0%  (last trained child 69.2%)     none      win rate
     reference parent ¹                87.9%  56.2%   42→26%    83.3→86.2%   1         2, 3: adherence 90→77, 65%
