@@ -47,21 +47,21 @@ def round_eval_sides(*, round_id: int) -> Sides:
 def _root_images(*, round_id: int, pairs: list[Pair]) -> list:
     """The root checkpoint's image of each pair's (prompt, seed) under the same sampling settings."""
     parent = Round.objects.select_related("parent_checkpoint").get(pk=round_id).parent_checkpoint
-    root = parent
-    while root is not None and root.parent_id is not None:
-        root = Checkpoint.objects.only("id", "parent_id").get(pk=root.parent_id)
-    if root is None or root.pk == parent.pk or not pairs:
+    if parent is None or parent.parent_id is None or not pairs:  # the parent is the root: its check is the one
         return [None] * len(pairs)
+    root = parent
+    while root.parent_id is not None:
+        root = Checkpoint.objects.only("id", "parent_id").get(pk=root.parent_id)
 
-    def key(image, prompt_id: int, seed: int) -> tuple:
+    def key(image) -> tuple:
         settings = {k: v for k, v in image.params.items() if k not in ("model", "prompt", "seed")}
-        return prompt_id, seed, json.dumps(settings, sort_keys=True)
+        return image.prompt_id, image.seed, json.dumps(settings, sort_keys=True)
 
     found = Image.objects.filter(
         checkpoint=root, prompt_id__in={p.prompt_id for p in pairs}, seed__in={p.seed for p in pairs}
     )
-    by_key = {key(image, image.prompt_id, image.seed): image for image in found}
-    return [by_key.get(key(p.image_b, p.prompt_id, p.seed)) for p in pairs]
+    by_key = {key(image): image for image in found}
+    return [by_key.get(key(p.image_b)) for p in pairs]
 
 
 def check_guard_rails(*, round_id: int, rails: dict) -> dict:

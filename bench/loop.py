@@ -85,10 +85,10 @@ class LoopResult:
     flat_share_final: float
     adherence_base: float
     adherence_final: float
-    wall_s: float
     # The textured oracle's same-seed verdict on the loop's last trained child, promoted or not: what the labels
     # did to the model before the promotion gate had its say (the final checkpoint is the last promoted one).
-    child_same_seed_win_rate: float | None = None
+    child_same_seed_win_rate: float
+    wall_s: float
 
 
 def parse_args() -> argparse.Namespace:
@@ -237,8 +237,9 @@ def round_run(taste, args, number: int, bar) -> dict:
     }
 
 
-def compare(base_spec, final_spec, prompts: list[str], oracle: str, params) -> dict:
-    """The oracle's verdicts of final over base on the same and on independent seeds; flat share, adherence."""
+def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, child_spec=None) -> dict:
+    """The oracle's verdicts of final over base on the same and on independent seeds; flat share, adherence; and
+    the same-seed verdict of `child_spec` (a checkpoint other than the final one) over the base."""
     from sampler.generate import render
     from sampler.loading import pipelines
     from sampler.toy.checkers import adherence, read
@@ -266,8 +267,10 @@ def compare(base_spec, final_spec, prompts: list[str], oracle: str, params) -> d
     def adherent(batch):  # batches hold one image per prompt, or two (same and independent seeds)
         return sum(adherence(image, prompt) for image, prompt in zip(batch, prompts * 2, strict=False)) / len(batch)
 
+    same_seed = win_rate(final, base)
     return {
-        "same_seed_win_rate": win_rate(final, base), "independent_seed_win_rate": win_rate(independent, base),
+        "same_seed_win_rate": same_seed, "independent_seed_win_rate": win_rate(independent, base),
+        "child_same_seed_win_rate": win_rate(images(child_spec, same), base) if child_spec else same_seed,
         "flat_share_base": flat(base), "flat_share_final": flat(final + independent),
         "adherence_base": adherent(base), "adherence_final": adherent(final + independent),
     }
@@ -298,13 +301,11 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
 
     params = round_sample_params(Round.objects.filter(taste=taste).first())
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]
-    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params)
-    child = figures["same_seed_win_rate"]
+    child = None
     if last_child is not None and last_child != final.pk:
-        child = compare(checkpoint_spec(root), checkpoint_spec(Checkpoint.objects.get(pk=last_child)), prompts,
-                        "textured", params)["same_seed_win_rate"]
-    return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, child_same_seed_win_rate=child,
-                      **figures)
+        child = checkpoint_spec(Checkpoint.objects.get(pk=last_child))
+    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params, child_spec=child)
+    return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
 
 
 def main() -> None:
@@ -377,8 +378,8 @@ def screenshots(url: str, out: Path, chromium: str) -> None:
 def training_settings(args) -> dict:
     from sampler.toy import defaults
 
-    chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta, "rank": args.rank,
-              "reference": args.reference, "target_modules": args.targets,
+    chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
+              "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "keep": args.keep, "lr_schedule": args.lr_schedule,
               "warmup_steps": args.warmup}
     return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}

@@ -107,6 +107,33 @@ def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+class Phase:
+    """The steps of one pretraining phase: a progress bar, the warm-up + cosine rate set before each step, a
+    deadline that ends the phase early (saying so), and the smoothed loss; `done` counts the finished steps."""
+
+    def __init__(self, name: str, total: int, optimiser, *, peak: float, warmup: int, deadline: float,
+                 smoothing: float) -> None:
+        self.name, self.total, self.optimiser = name, total, optimiser
+        self.peak, self.warmup, self.deadline, self.smoothing = peak, warmup, deadline, smoothing
+        self.done, self.smoothed = 0, float("nan")
+        self.bar = tqdm(range(total), desc=name, unit="step", mininterval=1.0)
+
+    def __iter__(self):
+        for step in self.bar:
+            if time.monotonic() > self.deadline:
+                self.bar.write(f"{self.name}: time is up after {step} steps")
+                return
+            for group in self.optimiser.param_groups:
+                group["lr"] = _lr_at(step, self.total, self.peak, self.warmup)
+            yield step
+            self.done = step + 1
+
+    def record(self, loss: float) -> None:
+        keep = self.smoothing
+        self.smoothed = loss if math.isnan(self.smoothed) else keep * self.smoothed + (1 - keep) * loss
+        self.bar.set_postfix(loss=f"{self.smoothed:.4f}", refresh=False)
+
+
 def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, deadline: float) -> tuple[int, float]:
     """Reconstruction (L1 + MSE) from lightly noised posterior means; returns the steps taken and the smoothed loss.
 
@@ -117,15 +144,9 @@ def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, dead
     vae = pipeline.vae.train()
     optimiser = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(recipe.seed)
-    total = recipe.vae_crop_steps + recipe.vae_steps
-    smoothed, step = float("nan"), 0
-    bar = tqdm(range(total), desc="VAE", unit="step", mininterval=1.0)
-    for step in bar:
-        if time.monotonic() > deadline:
-            bar.write(f"VAE: time is up after {step} steps")
-            break
-        for group in optimiser.param_groups:
-            group["lr"] = _lr_at(step, total, recipe.vae_lr, recipe.warmup)
+    phase = Phase("VAE", recipe.vae_crop_steps + recipe.vae_steps, optimiser, peak=recipe.vae_lr,
+                  warmup=recipe.warmup, deadline=deadline, smoothing=0.95)
+    for step in phase:
         cropping = step < recipe.vae_crop_steps
         pick = torch.randint(len(pixels), (recipe.vae_crop_batch if cropping else recipe.vae_batch,), generator=generator)
         batch = _to_unit(pixels[pick])
@@ -141,12 +162,9 @@ def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, dead
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimiser.step()
-        smoothed = loss.item() if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
-    else:
-        step = total
+        phase.record(loss.item())
     vae.eval().requires_grad_(False)
-    return step, smoothed
+    return phase.done, phase.smoothed
 
 
 @torch.no_grad()
@@ -184,14 +202,9 @@ def train_transformer(
     image_ids = FluxPipeline._prepare_latent_image_ids(recipe.batch, height // 2, width // 2, "cpu", torch.float32)
     generator = torch.Generator().manual_seed(recipe.seed + 1)
     low, high = recipe.guidance
-    smoothed, step = float("nan"), 0
-    bar = tqdm(range(recipe.steps), desc="transformer", unit="step", mininterval=1.0)
-    for step in bar:
-        if time.monotonic() > deadline:
-            bar.write(f"transformer: time is up after {step} steps")
-            break
-        for group in optimiser.param_groups:
-            group["lr"] = _lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
+    phase = Phase("transformer", recipe.steps, optimiser, peak=recipe.lr, warmup=recipe.warmup, deadline=deadline,
+                  smoothing=0.98)
+    for step in phase:
         pick = torch.randint(len(latents), (recipe.batch,), generator=generator)
         x0 = FluxPipeline._pack_latents(latents[pick], recipe.batch, channels, height, width)
         noise = torch.randn(x0.shape, generator=generator)
@@ -204,13 +217,10 @@ def train_transformer(
         )[0]
         loss = (prediction - (noise - x0)).pow(2).mean()
         step_with_ema(transformer, ema, optimiser, loss, step=step, ema_decay=recipe.ema_decay)
-        smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
-    else:
-        step = recipe.steps
+        phase.record(loss.item())
     transformer.load_state_dict(ema.state_dict())
     transformer.eval().requires_grad_(False)
-    return step, smoothed
+    return phase.done, phase.smoothed
 
 
 def step_with_ema(model, ema, optimiser, loss: torch.Tensor, *, step: int, ema_decay: float) -> None:

@@ -1,7 +1,6 @@
 """Pretraining a tiny Stable Diffusion UNet on the toy world, over the toy FLUX model's VAE and CLIP text encoder."""
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from diffusers import DDIMScheduler, FluxPipeline, StableDiffusionPipeline
 from tqdm import tqdm
 
 from sampler.toy.build import tiny_unet
-from sampler.toy.pretrain import _lr_at, _seed_everything, _to_unit, dataset, save_atomically, step_with_ema
+from sampler.toy.pretrain import Phase, _seed_everything, _to_unit, dataset, save_atomically, step_with_ema
 from sampler.toy.world import captions
 
 
@@ -88,14 +87,9 @@ def train_unet(pipeline, latents, labels, recipe: SdRecipe, deadline: float) -> 
         empty = pipeline.encode_prompt([""], torch.device("cpu"), 1, False)[0]  # (1, 77, D)
     scheduler = pipeline.scheduler
     generator = torch.Generator().manual_seed(recipe.seed + 1)
-    smoothed, step = float("nan"), 0
-    bar = tqdm(range(recipe.steps), desc="UNet", unit="step", mininterval=1.0)
-    for step in bar:
-        if time.monotonic() > deadline:
-            bar.write(f"UNet: time is up after {step} steps")
-            break
-        for group in optimiser.param_groups:
-            group["lr"] = _lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
+    phase = Phase("UNet", recipe.steps, optimiser, peak=recipe.lr, warmup=recipe.warmup, deadline=deadline,
+                  smoothing=0.98)
+    for step in phase:
         pick = torch.randint(len(latents), (recipe.batch,), generator=generator)
         x0 = latents[pick]
         noise = torch.randn(x0.shape, generator=generator)
@@ -106,13 +100,10 @@ def train_unet(pipeline, latents, labels, recipe: SdRecipe, deadline: float) -> 
         prediction = unet(scheduler.add_noise(x0, noise, timesteps), timesteps, encoder_hidden_states=text).sample
         loss = (prediction - target).pow(2).mean()
         step_with_ema(unet, ema, optimiser, loss, step=step, ema_decay=recipe.ema_decay)
-        smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{smoothed:.4f}", refresh=False)
-    else:
-        step = recipe.steps
+        phase.record(loss.item())
     unet.load_state_dict(ema.state_dict())
     unet.eval().requires_grad_(False)
-    return step, smoothed
+    return phase.done, phase.smoothed
 
 
 def build_sd(out: Path, flux_model: Path, recipe: SdRecipe = SdRecipe(), minutes: float = 8.0) -> SdBuildReport:
