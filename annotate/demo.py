@@ -98,7 +98,7 @@ def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> R
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
         label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=24, guard_rails={"adherence": {"max_drop": 0.05}},
         sampling_config={"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": 20, "batch": 8},
-        training_config=defaults.TRAINING,
+        training_config=defaults.TRAINING["flux"],
     )
 
 

@@ -93,7 +93,8 @@ class LoopResult:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "toy-flux")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "toy-sd",
+                        help="a toy model folder: models/toy-sd (the default) or models/toy-flux")
     parser.add_argument("--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench_loop")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--labels", type=int, default=300, help="train labels per round (overlap 1)")
@@ -182,11 +183,12 @@ def world_create(slug: str, model: Path, heldout: list[str], train: list[str]):
     """A taste on the toy model with its base checkpoint current, and its train and held-out prompts."""
     from annotate import services
     from annotate.models import BaseModel, Checkpoint, Prompt, Taste
+    from sampler.loading import model_kind
     from sampler.toy.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEQUENCE_LENGTH
 
     taste = services.taste_create(slug=slug, name=f"Loop bench ({slug})")
     base, _ = BaseModel.objects.get_or_create(
-        name="toy-flux", defaults=dict(kind="flux", path=str(model.resolve()), default_steps=DEFAULT_STEPS,
+        name=model.name, defaults=dict(kind=model_kind(model), path=str(model.resolve()), default_steps=DEFAULT_STEPS,
                                        default_guidance=DEFAULT_GUIDANCE, default_width=64, default_height=64,
                                        default_max_sequence_length=MAX_SEQUENCE_LENGTH),
     )
@@ -311,7 +313,8 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
 def main() -> None:
     args = parse_args()
     if not (args.model / "model_index.json").is_file():
-        sys.exit(f"{args.model} is not a diffusers model folder: build it with `manage.py toy_model build`.")
+        sys.exit(f"{args.model} is not a diffusers model folder: build it with `manage.py toy_model build` "
+                 "(models/toy-flux), then `manage.py toy_model build --family sd` (models/toy-sd).")
     files = tempfile.mkdtemp(prefix="chisel-loop-")
     database_recreate(args.database_url)
     env = {**django_env(args.database_url, files), "CHISEL_CHECKPOINT_ROOT": str(Path(files, "checkpoints")),
@@ -376,13 +379,15 @@ def screenshots(url: str, out: Path, chromium: str) -> None:
 
 
 def training_settings(args) -> dict:
+    """The toy defaults of the model's family, with what the command line overrides."""
+    from sampler.loading import model_kind
     from sampler.toy import defaults
 
     chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "keep": args.keep, "lr_schedule": args.lr_schedule,
               "warmup_steps": args.warmup}
-    return {**defaults.TRAINING, **{k: v for k, v in chosen.items() if v is not None}}
+    return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 
 def report(args, loops: list[LoopResult], wall: float) -> None:
@@ -409,7 +414,7 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
     summary = {
         **figures, "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
         "control_child_same_seed_win_rate": control.child_same_seed_win_rate if control else None,
-        "wall_s": wall, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
+        "wall_s": wall, "model": args.model.name, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,
         "control_promoted": [r["promoted"] for r in control.rounds] if control else None,
