@@ -29,7 +29,8 @@ class TrainConfig:
     rank: int = 8
     alpha: float | None = None  # None: equal to rank
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
-    # "base" (the default, the better of the two in bench/loop.py: see sampler/toy/defaults.py) or "parent" (round N−1)
+    # "base" (the default) or "parent" (round N−1); in bench/loop.py base did better on the toy FLUX model, parent with
+    # a winner term on the toy SD model (sampler/toy/defaults.py)
     reference: str = "base"
     # "last": the adapter of the last step; "best": the one with the lowest held-out DPO loss at an evaluation
     # (every `eval_every` steps), counting the untrained adapter at ln 2 (trainer/selection.py)

@@ -7,17 +7,18 @@ SIZE = 64
 SAMPLING = {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "width": SIZE, "height": SIZE,
             "max_sequence_length": MAX_SEQUENCE_LENGTH}
 # How a round trains on each toy model, chosen with bench/loop.py (three rounds of 300 labels, `textured` oracle at
-# 10% noise; same-seed / independent-seed win over the base, its docstring tables every setting tried). A rank-8 LoRA
-# against the base, β 1000; what differs is the rate, and it is everything:
-# - flux: lr 3e-3 for 300 steps, 86–94% / 58–68%. Gentler rates keep every round but gain less, β, more steps, a
-#   cosine rate, feed-forward targets, `keep: best` or a winner term did no better.
-# - sd: lr 1.5e-4. The UNet moves far more per step: at 3e-4 a single round covers shapes and background alike in
-#   latent-sized noise (win 0.93–0.98, adherence 98 → 54–89%), at 1e-4 it keeps its shapes but 25% flat backgrounds.
-_COMMON = {"steps": 300, "batch_size": 4, "beta": 1000.0, "rank": 8, "reference": "base",
-           "max_sequence_length": MAX_SEQUENCE_LENGTH, "heldout_fraction": 0.1, "eval_every": 50}
+# 10% noise; same-seed / independent-seed win over the base; its docstring tables every setting tried). A rank-8 LoRA
+# for 300 steps at β 1000; the rest differs by family:
+# - flux: lr 3e-3 against the base: 86–94% / 58–68%. β, more steps, gentler rates, a cosine rate, feed-forward
+#   targets, `keep: best`, a winner term or the parent as reference did no better.
+# - sd: lr 3e-4 against the parent, with a winner term (λ 200): 99% / 75%, every round promoted. The UNet moves far
+#   more per step: without the winner term, 3e-4 covers shapes in noise within a round, and the base as reference
+#   saturates once a round is promoted (its children then learn the random answers).
+_COMMON = {"steps": 300, "batch_size": 4, "beta": 1000.0, "rank": 8, "max_sequence_length": MAX_SEQUENCE_LENGTH,
+           "heldout_fraction": 0.1, "eval_every": 50}
 TRAINING = {
-    "flux": {**_COMMON, "learning_rate": 3e-3},
-    "sd": {**_COMMON, "learning_rate": 1.5e-4},
+    "flux": {**_COMMON, "learning_rate": 3e-3, "reference": "base"},
+    "sd": {**_COMMON, "learning_rate": 3e-4, "reference": "parent", "sft_weight": 200.0},
 }
 
 
