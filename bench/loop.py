@@ -25,16 +25,16 @@ rounds promoted, and what stopped the others.
 On `models/toy-sd` (the default; its base draws 63% flat backgrounds and every caption right), β 1000, 300 steps:
 
     settings                                same    indep.  flat      adherence    promoted  others
-    defaults: lr 3e-4, parent, winner λ 200 98.8%   76.7%   63→23%    100→98.8%    1, 2, 3   (eval wins 0.92, 0.95, 0.86)
-      its random control                    50.0%   (last trained child 29.6%)          none      win rate (0.50, 0.54, 0.41)
+    defaults: lr 3e-4, parent, winner λ 200 98.8%   76.7%   63→23%    100→98.8%    1, 2, 3   (wins 0.92, 0.95, 0.86)
+      its random control                    50.0%   (last trained child 29.6%)          none      wins 0.50, 0.54, 0.41
     the same settings, without a control    99.2%   75.0%   63→20%    100→98.8%    1, 2, 3
       the same for 600 steps                97.9%   74.2%   63→19%    100→98.3%    1, 2, 3
     lr 3e-4, parent, winner term λ 500      98.3%   72.5%   63→23%    100→98.8%    1, 2, 3
     lr 1.5e-4, parent, winner term λ 500    99.2%   67.5%   63→28%    100→99.2%    1, 2, 3
     lr 1e-3, parent, winner term λ 500      82.5%   66.2%   63→39%    100→96.7%    1, 2      3: adherence
     lr 1.5e-4, parent                       100%    69.2%   63→36%    100→97.9%    1         2, 3: adherence 98→90, 92%
-    lr 1.5e-4, base                         100%    82.5%   63→13%    100→96.7%    2         1: adherence 98→93%; 3: win 0.03
-      again (stopped in its control)        the textured loop: round 1 promoted; 2 and 3: win rate (0.07, 0.08)
+    lr 1.5e-4, base                         100%    82.5%   63→13%    100→96.7%    2         1: adherence 98→93; 3: win 0.03
+      again (stopped in its control)        round 1 promoted; 2 and 3 rejected on win rate (0.07, 0.08)
     lr 1e-4, base                           100%    75.0%   63→25%    100→98.3%    1, 2, 3
     lr 3e-4, base                           50%     —       63%       100%         none      adherence 98→89, 67, 87%
 
