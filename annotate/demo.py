@@ -82,12 +82,13 @@ def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> R
     worker samples its pairs, and the round trains and evaluates itself once its labels are in."""
     from sampler.toy import defaults
 
+    sampling = defaults.SAMPLING["flux"]
     base, _ = BaseModel.objects.get_or_create(
         name="toy-flux",
-        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": defaults.SAMPLING["steps"],
-                  "default_guidance": defaults.SAMPLING["guidance"], "default_width": defaults.SIZE,
+        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": sampling["steps"],
+                  "default_guidance": sampling["guidance"], "default_width": defaults.SIZE,
                   "default_height": defaults.SIZE,
-                  "default_max_sequence_length": defaults.SAMPLING["max_sequence_length"]},
+                  "default_max_sequence_length": sampling["max_sequence_length"]},
     )
     checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
     Taste.objects.filter(pk=taste.pk).update(current_checkpoint=checkpoint)

@@ -228,7 +228,7 @@ def world_create(slug: str, model: Path, heldout: list[str], train: list[str]):
 
     taste = services.taste_create(slug=slug, name=f"Loop bench ({slug})")
     base, _ = BaseModel.objects.get_or_create(
-        name=model.name, defaults=dict(kind=model_kind(model), path=str(model.resolve()), default_steps=DEFAULT_STEPS,
+        name=model.name, defaults=dict(kind=model_kind(model), path=str(model.resolve()), default_steps=DEFAULT_STEPS[model_kind(model)],
                                        default_guidance=DEFAULT_GUIDANCE, default_width=64, default_height=64,
                                        default_max_sequence_length=MAX_SEQUENCE_LENGTH),
     )

@@ -38,7 +38,7 @@ class Command(BaseCommand):
         from sampler.toy import evaluate
 
         torch.set_num_threads(2)
-        steps = options["steps"] or evaluate.DEFAULT_STEPS
+        steps = options["steps"]  # None: the toy default of the model's family
         guidance = options["guidance"] if options["guidance"] is not None else evaluate.DEFAULT_GUIDANCE
         if action == "build" and options["family"] == "sd":
             model = self.build_sd(options)
