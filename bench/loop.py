@@ -24,14 +24,16 @@ rounds promoted, and what stopped the others.
 
 On `models/toy-sd` (the default), β 1000, 300 steps. It samples at 10 DDIM steps, where its base draws 71% flat
 backgrounds and every caption right; the rows after the first block sampled at 20 steps (63% flat, twice the time).
-Wall times differ by machine: the first two blocks ran on one that took 17.4 and 17.8 min for the defaults with the
-control (27.4 min at 20 steps); the rows from λ 100 down on one about twice as fast (λ 100 with the control: 11.6 min).
+Wall times differ by machine: the first two blocks ran on one that took 17.4, 17.8 and 18.9 min for the defaults with
+the control (27.4 min at 20 steps); the rows from λ 100 down on one about twice as fast (λ 100, control: 11.6 min).
 
     settings                                same    indep.  flat      adherence    promoted  others
     defaults: lr 3e-4, parent, winner λ 50  100%    90.0%   71→8%     100→99.2%    1, 2, 3   (wins 0.96, 0.93, 0.97)
       its random control                    50.0%   (last trained child 48.8%)          none      wins 0.41, 0.50, 0.46
       again                                 100%    87.9%   71→10%    100→97.5%    1, 2, 3   (wins 0.92, 0.99, 0.87)
       its random control                    50.0%   (last trained child 97.1%)          none      wins 0.56, 0.42, 0.48
+      a third time                          100%    87.5%   71→13%    100→99.2%    1, 2, 3   (wins 0.95, 0.94, 0.92)
+      its random control                    50.0%   (last trained child 52.1%)          none      wins 0.54, 0.52, 0.58
     at 20 sampling steps:
     lr 3e-4, parent, winner λ 50            99.2%   81.7%   63→16%    100→96.2%    1, 2      3: adherence 98→93%
       its random control                    70.0%   (last trained child 62.1%)          2 ⁵       1, 3: win rate
@@ -66,7 +68,7 @@ what it costs is mode change: at λ 200-500 backgrounds stay 20-28% flat and ind
 (β 300 instead of 1000: 97.5% / 69.6%; the base as reference with λ 200: 99.2% / 70.8%). λ 100 lets more backgrounds
 go (10-18% flat) and straddles the 80% target (82.1%, 77.5%); λ 50 lets the most go (8-16%) at a cost of up to
 3.8 points of adherence. Sampling at 10 steps halves the loop's time and leaves more base backgrounds flat (71%), a
-larger share to win back: with it, the defaults met every target in both runs.
+larger share to win back: with it, the defaults met every target in each of three runs.
 
 On `models/toy-flux` (`--model models/toy-flux`; its base draws 42% flat backgrounds, 83% of captions right):
 

@@ -12,7 +12,7 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 # for 300 steps at β 1000; the rest differs by family:
 # - flux: lr 3e-3 against the base: 86–94% / 58–68%. β, more steps, gentler rates, a cosine rate, feed-forward
 #   targets, `keep: best`, a winner term or the parent as reference did no better.
-# - sd: lr 3e-4 against the parent, with a winner term (λ 50): 100% / 90% sampled at 10 steps, every round promoted
+# - sd: lr 3e-4 against the parent, with a winner term (λ 50): 100% / 87-90% sampled at 10 steps, every round promoted
 #   (λ 100-500 held more backgrounds flat: 72-82% on independent seeds). The UNet moves far more per step: without
 #   the winner term, 3e-4 covers shapes in noise within a round, and the base as reference saturates once a round is
 #   promoted (its children then learn the random answers).
