@@ -16,7 +16,7 @@ EVAL_SEEDS = 1_000_000_000
 # What the sampler should default to for each toy model. FLUX: its scheduler shifts 64 × 64 images (16 tokens) little,
 # and the tiny transformer's paths are straight enough that more steps change nothing measurable. SD samples with
 # DDIM, where 10 steps keep every caption (adherence 98.4% against 97.4% at 20 steps, 192 images) and leave a few
-# more backgrounds flat (69% against 62%) in half the time: the loop benchmark samples some 2,900 images a loop.
+# more backgrounds flat (69% against 62%) in half the time: the loop benchmark samples some 2,800 images a loop.
 DEFAULT_STEPS = {"flux": 20, "sd": 10}
 DEFAULT_GUIDANCE = 3.5
 # The T5 length the toy model is trained and sampled with: its captions are a few words, and FLUX's default of 512
