@@ -77,19 +77,28 @@ def demo_round_seed(*, taste: Taste, pairs: int = 60, overlap: int = 2, seed: in
 TOY_MODEL = Path(settings.BASE_DIR) / "models" / "toy-flux"
 
 
+def toy_base_model(folder: Path) -> BaseModel:
+    """The base model row of a toy model folder (FLUX or SD), sampled with the toy defaults of its family."""
+    from sampler.loading import model_kind
+    from sampler.toy import defaults
+
+    kind = model_kind(folder)
+    sampling = defaults.SAMPLING[kind]
+    base, _ = BaseModel.objects.get_or_create(
+        name=folder.name,
+        defaults={"kind": kind, "path": str(folder.resolve()), "default_steps": sampling["steps"],
+                  "default_guidance": sampling["guidance"], "default_width": sampling["width"],
+                  "default_height": sampling["height"], "default_max_sequence_length": sampling["max_sequence_length"]},
+    )
+    return base
+
+
 def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> Round:
     """A round in the sampling state on the toy model, with held-out prompts for its evaluation: the demo's
     worker samples its pairs, and the round trains and evaluates itself once its labels are in."""
     from sampler.toy import defaults
 
-    sampling = defaults.SAMPLING["flux"]
-    base, _ = BaseModel.objects.get_or_create(
-        name="toy-flux",
-        defaults={"kind": BaseModel.Kind.FLUX, "path": str(TOY_MODEL), "default_steps": sampling["steps"],
-                  "default_guidance": sampling["guidance"], "default_width": defaults.SIZE,
-                  "default_height": defaults.SIZE,
-                  "default_max_sequence_length": sampling["max_sequence_length"]},
-    )
+    base = toy_base_model(TOY_MODEL)
     checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
     Taste.objects.filter(pk=taste.pk).update(current_checkpoint=checkpoint)
     train, heldout = defaults.split_captions()
@@ -99,7 +108,7 @@ def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> R
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
         label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=24, guard_rails={"adherence": {"max_drop": 0.05}},
         sampling_config={"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": 20, "batch": 8},
-        training_config=defaults.TRAINING["flux"],
+        training_config=defaults.TRAINING[base.kind],
     )
 
 

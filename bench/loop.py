@@ -24,8 +24,8 @@ rounds promoted, and what stopped the others.
 
 On `models/toy-sd` (the default), β 1000, 300 steps. It samples at 10 DDIM steps, where its base draws 71% flat
 backgrounds and every caption right; the rows after the first block sampled at 20 steps (63% flat, twice the time).
-Wall times differ by machine: the first two blocks ran on one that took 17.4, 17.8 and 18.9 min for the defaults with
-the control (27.4 min at 20 steps); the rows from λ 100 down on one about twice as fast (λ 100, control: 11.6 min).
+Wall times differ by machine: the defaults and the λ 50 rows ran on one that took 17.4, 17.8 and 18.9 min for the
+defaults with the control (27.4 min for λ 50 at 20 steps); the rows from λ 100 down on one about twice as fast.
 
     settings                                same    indep.  flat      adherence    promoted  others
     defaults: lr 3e-4, parent, winner λ 50  100%    90.0%   71→8%     100→99.2%    1, 2, 3   (wins 0.96, 0.93, 0.97)
@@ -240,16 +240,11 @@ class Annotators:
 def world_create(slug: str, model: Path, heldout: list[str], train: list[str]):
     """A taste on the toy model with its base checkpoint current, and its train and held-out prompts."""
     from annotate import services
-    from annotate.models import BaseModel, Checkpoint, Prompt, Taste
-    from sampler.loading import model_kind
-    from sampler.toy.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEQUENCE_LENGTH
+    from annotate.demo import toy_base_model
+    from annotate.models import Checkpoint, Prompt, Taste
 
     taste = services.taste_create(slug=slug, name=f"Loop bench ({slug})")
-    base, _ = BaseModel.objects.get_or_create(
-        name=model.name, defaults=dict(kind=model_kind(model), path=str(model.resolve()), default_steps=DEFAULT_STEPS[model_kind(model)],
-                                       default_guidance=DEFAULT_GUIDANCE, default_width=64, default_height=64,
-                                       default_max_sequence_length=MAX_SEQUENCE_LENGTH),
-    )
+    base = toy_base_model(model)
     root = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
     Taste.objects.filter(pk=taste.pk).update(current_checkpoint=root)
     for text in train:
