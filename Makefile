@@ -35,7 +35,7 @@ demo: install .env
 	$(PY) manage.py seed_demo
 	@echo; echo "Chisel demo: http://127.0.0.1:$(PORT)/  (admin: http://127.0.0.1:$(PORT)/admin/, API docs: http://127.0.0.1:$(PORT)/api/docs/)"; echo
 	@trap 'kill 0' EXIT INT TERM; \
-	$(VENV)/bin/celery -A chisel worker --beat --schedule var/celerybeat-schedule -Q celery,sample,train --concurrency 1 --loglevel WARNING --quiet & \
+	$(VENV)/bin/celery --quiet -A chisel worker --beat --schedule var/celerybeat-schedule -Q celery,sample,train --concurrency 1 --loglevel WARNING & \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 services:

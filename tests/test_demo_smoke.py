@@ -109,3 +109,14 @@ def _answers(base: str) -> bool:
         return httpx.get(f"{base}/login/", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_worker_line_of_make_demo_is_one_celery_accepts(demo_env):
+    """`make demo` starts its worker from the Makefile, not from the test above: celery must take that line as it
+    stands (an option in the wrong place, such as the top-level `--quiet` after `worker`, stops the worker at once)."""
+    recipe = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout
+    line = next(line for line in recipe.splitlines() if "celery" in line and " worker " in line)
+    command = line.split(" & ")[0].split()
+    result = subprocess.run([*command, "--help"], cwd=REPO, env=demo_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--beat" in result.stdout  # the worker's own help: every option before it was accepted
