@@ -85,7 +85,8 @@ class PersonAdmin(UserAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return super().get_fieldsets(request, obj)
-        return [*super().get_fieldsets(request, obj), ("Chisel", {"fields": ["api_token", "taste_list"]})]
+        first, *rest = super().get_fieldsets(request, obj)
+        return [first, ("Chisel", {"fields": ["api_token", "taste_list"]}), *rest]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("auth_token").prefetch_related("tastes")
@@ -130,8 +131,8 @@ class PromptAdmin(admin.ModelAdmin):
 class RoundAdmin(RoundReview, RoundCockpit, admin.ModelAdmin):
     """Rounds are launched with a form and moved by actions; their rows are never edited by hand."""
 
-    list_display = ["id", "taste", "number", "state", "paused", "pair_quota", "label_quota", "overlap", "verdict",
-                    "updated_at", "review_link"]
+    list_display = ["id", "taste", "number", "state", "review_link", "paused", "pair_quota", "label_quota", "overlap",
+                    "verdict", "updated_at"]
     list_filter = ["taste", "state"]
     change_form_template = "admin/annotate/round/change_form.html"
 
@@ -187,8 +188,29 @@ class ShowsPairImages:
     def _images(self, obj, *, size: int) -> str:
         pair = self.pair_of(obj)
         outline_a, outline_b = self.outlines(obj)
-        return format_html("{} {}", thumbnail(pair.image_a, size=size, outline=outline_a),
-                           thumbnail(pair.image_b, size=size, outline=outline_b))
+        cell = '<span style="display:inline-block;text-align:center;margin-right:6px">{}<br>{}</span>'
+        return format_html('<span style="white-space:nowrap">' + cell + cell + "</span>",
+                           thumbnail(pair.image_a, size=size, outline=outline_a), "A",
+                           thumbnail(pair.image_b, size=size, outline=outline_b), "B")
+
+
+class JudgementsOfPairInline(admin.TabularInline):
+    """Every answer a pair got (choices and flags relative to images A and B)."""
+
+    model = Judgement
+    fields = ["annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at", "amendments"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("annotator")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Pair)
@@ -198,6 +220,7 @@ class PairAdmin(ShowsPairImages, ReadOnlyAdmin):
     list_filter = ["taste", "kind", "round"]
     list_select_related = ["taste", "round__taste", "prompt", "image_a", "image_b"]
     readonly_fields = ["images_large", "review"]
+    inlines = [JudgementsOfPairInline]
 
     @admin.display(description="review")
     def review(self, pair: Pair) -> str:

@@ -1,4 +1,4 @@
-"""Onboarding annotators: enrolling people in tastes, one-time invite links, passwords checked by Django's validators."""
+"""Onboarding annotators: enrolment in tastes, one-time invite links, passwords checked by Django's validators."""
 
 import secrets
 from collections.abc import Iterable
@@ -112,7 +112,9 @@ class Onboarded:
         return not (self.invite_path or self.password)
 
 
-def annotators_onboard(*, usernames: list[str], taste: Taste, credential: str, reset_existing: bool = False) -> list[Onboarded]:
+def annotators_onboard(
+    *, usernames: list[str], taste: Taste, credential: str, reset_existing: bool = False
+) -> list[Onboarded]:
     """Add `usernames` to `taste`'s cohort (creating new ones); new users, users without a password (and, with
     `reset_existing`, everyone) get an invite link (`credential="invite"`) or a generated password ("password")."""
     if credential not in ("invite", "password"):

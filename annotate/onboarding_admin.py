@@ -1,6 +1,7 @@
 """The lead's onboarding page in the admin: add annotators to a taste with an invite link or a generated password."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -22,13 +23,18 @@ class AddAnnotatorsForm(forms.Form):
     usernames = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 40}),
                                 help_text="One username per line (new or existing users).")
     credential = forms.ChoiceField(
-        choices=[("invite", "an invite link: they set their own password (the link works once, for "
-                            "PASSWORD_RESET_TIMEOUT)"),
+        choices=[("invite", "an invite link: they set their own password"),
                  ("password", "a generated password, shown to you once")],
         initial="invite", widget=forms.RadioSelect, label="New users get",
     )
     reset_existing = forms.BooleanField(required=False, label="Existing users with a password get one too",
                                         help_text="Otherwise they keep their password and are only added to the taste.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        hours = settings.PASSWORD_RESET_TIMEOUT / 3600
+        valid_for = f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
+        self.fields["credential"].help_text = f"An invite link works once, for {valid_for} (PASSWORD_RESET_TIMEOUT)."
 
     def clean_usernames(self) -> list[str]:
         names = list(dict.fromkeys(n.strip() for n in self.cleaned_data["usernames"].replace(",", "\n").splitlines()))

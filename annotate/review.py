@@ -104,13 +104,13 @@ def round_review_annotators(*, round_: Round) -> QuerySet:
     )
 
 
-CHOICE_TEXT = {"a": "prefers A", "b": "prefers B", "tie": "tie", "both_bad": "both bad"}
+CHOICE_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad"}
 
 
 def _answer_row(assignment: Assignment, sides: dict[str, str]) -> dict:
     judgement = getattr(assignment, "judgement", None) if assignment.state == Assignment.State.JUDGED else None
     row = {"annotator": assignment.annotator.get_username(), "state": assignment.state,
-           "seen": "A left, B right" if assignment.left_is_a else "B left, A right", "judgement": judgement, "seconds": None}
+           "seen": "left" if assignment.left_is_a else "right", "judgement": judgement, "seconds": None}
     if judgement is not None:
         chosen = sides.get(judgement.choice, "")
         row["answer"] = CHOICE_TEXT[judgement.choice] + (f" ({chosen})" if chosen else "")
@@ -153,7 +153,7 @@ class RoundReview:
 
     @admin.display(description="review")
     def review_link(self, round_: Round) -> str:
-        return format_html('<a href="{}">review pairs</a>', reverse("admin:annotate_round_review", args=[round_.pk]))
+        return format_html('<a href="{}">review</a>', reverse("admin:annotate_round_review", args=[round_.pk]))
 
     def review_view(self, request: HttpRequest, round_id: int) -> HttpResponse:
         if not self.has_view_permission(request):

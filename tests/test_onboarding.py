@@ -98,7 +98,7 @@ def test_annotators_cannot_onboard(taste, annotator):
 
 
 def test_user_admin_shows_tokens_and_tastes(lead_browser, taste, annotator):
-    assert f"/admin/annotate/taste/{taste.pk}/annotators/add/" in lead_browser.get("/admin/annotate/taste/").content.decode()
+    assert add_url(taste) in lead_browser.get("/admin/annotate/taste/").content.decode()
     page = lead_browser.get(f"/admin/auth/user/{annotator.pk}/change/").content.decode()
     assert annotator.token in page and "portraits" in page
     assert "portraits" in row_of_list(lead_browser.get("/admin/auth/user/").content.decode(), annotator.username)
@@ -121,7 +121,8 @@ def test_create_annotator_adds_an_existing_user(taste):
     assert "Existing user 'jo': added to portraits; password unchanged." in printed
     assert printed.split("API token: ")[1].strip() == jo.token
     jo.refresh_from_db()
-    assert jo.check_password("pw-annotator-1") and set(jo.tastes.values_list("slug", flat=True)) == {"portraits", "landscapes"}
+    assert jo.check_password("pw-annotator-1")
+    assert set(jo.tastes.values_list("slug", flat=True)) == {"portraits", "landscapes"}
     assert client_for(jo).get("/api/v1/me/").status_code == 200
     assert "already in portraits" in run("create_annotator", "jo", "--taste", taste.slug)
 
