@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -21,6 +22,8 @@ from annotate.models import (
     TasteMembership,
     TrainingJob,
 )
+from annotate.onboarding_admin import TasteOnboarding
+from annotate.review import RoundReview, thumbnail
 from annotate.round_admin import RoundCockpit
 from annotate.taste_charts import TasteCharts
 
@@ -45,11 +48,11 @@ class TasteMembershipInline(admin.TabularInline):
 
 
 @admin.register(Taste)
-class TasteAdmin(TasteCharts, admin.ModelAdmin):
-    list_display = ["slug", "name", "current_checkpoint", "charts_link", "created_at"]
+class TasteAdmin(TasteOnboarding, TasteCharts, admin.ModelAdmin):
+    list_display = ["slug", "name", "current_checkpoint", "charts_link", "add_annotators_link", "created_at"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["current_checkpoint", "charts_link"]
+    readonly_fields = ["current_checkpoint", "charts_link", "add_annotators_link"]
     inlines = [TasteMembershipInline]
 
 
@@ -58,6 +61,46 @@ class TasteMembershipAdmin(admin.ModelAdmin):
     list_display = ["annotator", "taste", "joined_at"]
     list_filter = ["taste"]
     autocomplete_fields = ["annotator", "taste"]
+
+
+class TastesOfUserInline(admin.TabularInline):
+    model = TasteMembership
+    fk_name = "annotator"
+    extra = 0
+    autocomplete_fields = ["taste"]
+    verbose_name, verbose_name_plural = "taste", "tastes (cohorts this user annotates for)"
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class PersonAdmin(UserAdmin):
+    """Django's user admin, plus the tastes each person annotates for and their API token."""
+
+    list_display = ["username", "taste_list", "is_staff", "is_active", "last_login", "date_joined"]
+    readonly_fields = ["api_token", "taste_list"]
+    inlines = [TastesOfUserInline]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        first, *rest = super().get_fieldsets(request, obj)
+        return [first, ("Chisel", {"fields": ["api_token", "taste_list"]}), *rest]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("auth_token").prefetch_related("tastes")
+
+    @admin.display(description="API token")
+    def api_token(self, user) -> str:
+        token = getattr(user, "auth_token", None)
+        if token is None:
+            return "— (manage.py create_annotator or Tastes → add annotators gives one)"
+        return format_html('<code style="user-select:all">{}</code>', token.key)
+
+    @admin.display(description="tastes")
+    def taste_list(self, user) -> str:
+        return ", ".join(sorted(taste.slug for taste in user.tastes.all())) or "—"
 
 
 @admin.register(BaseModel)
@@ -85,11 +128,11 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Round)
-class RoundAdmin(RoundCockpit, admin.ModelAdmin):
+class RoundAdmin(RoundReview, RoundCockpit, admin.ModelAdmin):
     """Rounds are launched with a form and moved by actions; their rows are never edited by hand."""
 
-    list_display = ["id", "taste", "number", "state", "paused", "pair_quota", "label_quota", "overlap", "verdict",
-                    "updated_at"]
+    list_display = ["id", "taste", "number", "state", "review_link", "paused", "pair_quota", "label_quota", "overlap",
+                    "verdict", "updated_at"]
     list_filter = ["taste", "state"]
     change_form_template = "admin/annotate/round/change_form.html"
 
@@ -117,14 +160,72 @@ class ImageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="image")
     def thumbnail(self, image: Image) -> str:
-        return format_html('<img src="{}" style="height:64px" alt="">', image.file.url)
+        return thumbnail(image, size=64)
+
+
+class ShowsPairImages:
+    """Both images of a pair, in the list (small) and first on the change page (large), linking to full size."""
+
+    readonly_fields = ["images_large"]
+
+    def get_fields(self, request, obj=None):
+        return ["images_large", *(f for f in super().get_fields(request, obj) if f != "images_large")]
+
+    def pair_of(self, obj) -> Pair:
+        return obj
+
+    def outlines(self, obj) -> tuple[str, str]:
+        return "", ""
+
+    @admin.display(description="images A · B")
+    def images(self, obj) -> str:
+        return self._images(obj, size=64)
+
+    @admin.display(description="images A · B")
+    def images_large(self, obj) -> str:
+        return self._images(obj, size=256)
+
+    def _images(self, obj, *, size: int) -> str:
+        pair = self.pair_of(obj)
+        outline_a, outline_b = self.outlines(obj)
+        cell = '<span style="display:inline-block;text-align:center;margin-right:6px">{}<br>{}</span>'
+        return format_html('<span style="white-space:nowrap">' + cell + cell + "</span>",
+                           thumbnail(pair.image_a, size=size, outline=outline_a), "A",
+                           thumbnail(pair.image_b, size=size, outline=outline_b), "B")
+
+
+class JudgementsOfPairInline(admin.TabularInline):
+    """Every answer a pair got (choices and flags relative to images A and B)."""
+
+    model = Judgement
+    fields = ["annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at", "amendments"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("annotator")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Pair)
-class PairAdmin(ReadOnlyAdmin):
-    list_display = ["id", "taste", "round", "kind", "prompt", "judged_count", "assigned_count", "overlap"]
+class PairAdmin(ShowsPairImages, ReadOnlyAdmin):
+    list_display = ["id", "images", "taste", "round", "kind", "prompt", "judged_count", "assigned_count", "overlap",
+                    "review"]
     list_filter = ["taste", "kind", "round"]
-    list_select_related = ["taste", "round__taste", "prompt"]
+    list_select_related = ["taste", "round__taste", "prompt", "image_a", "image_b"]
+    readonly_fields = ["images_large", "review"]
+    inlines = [JudgementsOfPairInline]
+
+    @admin.display(description="review")
+    def review(self, pair: Pair) -> str:
+        return format_html('<a href="{}">round {}</a>', reverse("admin:annotate_round_review", args=[pair.round_id]),
+                           pair.round.number)
 
 
 @admin.register(Assignment)
@@ -135,10 +236,19 @@ class AssignmentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Judgement)
-class JudgementAdmin(ReadOnlyAdmin):
-    list_display = ["id", "pair", "annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at"]
+class JudgementAdmin(ShowsPairImages, ReadOnlyAdmin):
+    """The chosen image is outlined in green; both are outlined in red when judged both bad."""
+
+    list_display = ["id", "images", "pair", "annotator", "choice", "flags_a", "flags_b", "duration_ms", "created_at"]
     list_filter = ["choice", "pair__taste"]
-    list_select_related = ["pair", "annotator"]
+    list_select_related = ["pair__image_a", "pair__image_b", "annotator"]
+
+    def pair_of(self, judgement: Judgement) -> Pair:
+        return judgement.pair
+
+    def outlines(self, judgement: Judgement) -> tuple[str, str]:
+        chosen, bad = "#2e9e44", "#c62828"
+        return {"a": (chosen, ""), "b": ("", chosen), "both_bad": (bad, bad)}.get(judgement.choice, ("", ""))
 
 
 @admin.register(TrainingJob)

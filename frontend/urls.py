@@ -4,11 +4,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from frontend import views
+from frontend.invite import InviteView
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("annotate/", views.annotate_pick, name="annotate"),
     path("annotate/<slug:slug>/", views.annotate_page, name="annotate-taste"),
+    path("invite/<uidb64>/<token>/", InviteView.as_view(), name="invite"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -2,9 +2,10 @@
 
 import getpass
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import services
+from annotate import onboarding, services
 from annotate.errors import DomainError
 
 
@@ -20,6 +21,8 @@ class Command(BaseCommand):
         if ask_password:
             password = getpass.getpass("Password: ")
         try:
+            if password:
+                onboarding.password_check(password=password, user=get_user_model()(username=username))
             user, token = services.lead_create(username=username, password=password)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
