@@ -10,5 +10,5 @@ urlpatterns = [
     path("annotate/", views.annotate_pick, name="annotate"),
     path("annotate/<slug:slug>/", views.annotate_page, name="annotate-taste"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
 ]
