@@ -113,3 +113,9 @@ def test_next_says_nothing_is_left_without_an_open_round(taste):
     assert waiting_reason(make_annotator(taste), taste) == "nothing_left"
     open_round(taste, pairs=2, state=Round.State.DONE)
     assert waiting_reason(make_annotator(taste), taste) == "nothing_left"
+
+
+def test_the_schema_documents_the_waiting_header(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    header = schema["paths"]["/api/v1/assignments/next/"]["get"]["responses"]["204"]["headers"]["X-Chisel-Waiting"]
+    assert set(header["schema"]["enum"]) == {"sampling", "training", "paused", "quota_reached", "nothing_left"}
