@@ -48,7 +48,8 @@ def annotate_page(request: HttpRequest, slug: str) -> HttpResponse:
         "guidelines": text_version(taste.guidelines) if taste.guidelines.strip() else None,
     }
     guidelines_html = markdown_html(taste.guidelines) if taste.guidelines.strip() else ""
-    return render(request, "frontend/annotate.html", {"taste": taste, "config": config, "guidelines_html": guidelines_html})
+    context = {"taste": taste, "config": config, "guidelines_html": guidelines_html}
+    return render(request, "frontend/annotate.html", context)
 
 
 class LogoutView(auth_views.LogoutView):

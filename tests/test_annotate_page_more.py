@@ -88,7 +88,8 @@ def test_logging_out_with_judgements_in_the_outbox_asks_first(page, taste):
 
 
 def boxes_overlap(a, b) -> bool:
-    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+    across = a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+    return across and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
 
 
 def test_the_undo_message_covers_no_chip_and_goes_when_the_pair_is_judged_again(page, taste):
@@ -111,7 +112,10 @@ def test_the_undo_message_covers_no_chip_and_goes_when_the_pair_is_judged_again(
     expect(toast).to_be_hidden(timeout=1000)  # at once, not 4 s later
 
 
-GUIDELINES = "# What we want\n\nPrefer **sharp eyes**; see [the board](https://example.org/board).\n\n<script>window.pwned = 1</script>"
+GUIDELINES = (
+    "# What we want\n\nPrefer **sharp eyes**; see [the board](https://example.org/board).\n\n"
+    "<script>window.pwned = 1</script>"
+)
 
 
 def test_guidelines_show_on_the_first_visit_not_the_second_and_on_g(page, taste):

@@ -20,8 +20,8 @@ def judging_page(taste, annotator):
 
 
 def page_config(response) -> dict:
-    html = response.content.decode()
-    start = html.index('<script id="chisel-config" type="application/json">') + len('<script id="chisel-config" type="application/json">')
+    html, tag = response.content.decode(), '<script id="chisel-config" type="application/json">'
+    start = html.index(tag) + len(tag)
     return json.loads(html[start:html.index("</script>", start)])
 
 
