@@ -13,6 +13,9 @@ class Taste(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    guidelines = models.TextField(
+        blank=True, help_text="Markdown shown to annotators on their first visit and behind the g key."
+    )
     annotators = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TasteMembership", related_name="tastes", blank=True
     )
@@ -31,6 +34,8 @@ class TasteMembership(models.Model):
     taste = models.ForeignKey(Taste, on_delete=models.CASCADE)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # Set when `next` found nothing for the annotator; the refill samples for those who waited lately.
+    waiting_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["annotator", "taste"], name="membership_unique")]

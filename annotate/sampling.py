@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate import locks
+from annotate import locks, waiting
 from annotate.images import image_store
 from annotate.models import Checkpoint, Pair, Prompt, Round
 from sampler.pairs import PairRequest, SampledPair
@@ -17,7 +17,7 @@ from sampler.spec import ModelSpec, SampleParams
 logger = logging.getLogger(__name__)
 
 SAMPLING_HOLD = timedelta(minutes=15)  # how long a sample task may hold a round before the beat retries
-DEFAULT_LOW_WATER = 20  # open pairs kept waiting for annotators
+DEFAULT_LOW_WATER = 20  # open pairs kept waiting for annotators, and for each annotator who waits
 DEFAULT_BATCH = 8  # pairs per sample task
 
 
@@ -62,8 +62,9 @@ def round_prompt_ids(round_: Round) -> list[int]:
 
 
 def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> SampleJob | None:
-    """If the round's buffer of open pairs is below its low-water mark and its quota not reached, reserve
-    the next batch of (prompt, seed) requests and hold the round for one sample task; else None."""
+    """If the round's buffer of open pairs is below its low-water mark, or the pairs that an annotator who
+    waits for pairs may take are, and its quota is not reached, reserve the next batch of (prompt, seed)
+    requests and hold the round for one sample task; else None."""
     now = now or timezone.now()
     with transaction.atomic():
         round_ = locks.lock_round(round_id=round_id).select_related("parent_checkpoint").first()
@@ -74,9 +75,9 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
         config = round_.sampling_config
         pairs = Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN)
         made = pairs.count()
-        open_pairs = pairs.filter(assigned_count__lt=F("overlap")).count()
+        low_water = config.get("low_water", DEFAULT_LOW_WATER)
         wanted = min(
-            config.get("low_water", DEFAULT_LOW_WATER) - open_pairs,
+            low_water - round_open_pairs_least(round_=round_, now=now),
             round_.pair_quota - made,
             config.get("batch", DEFAULT_BATCH),
         )
@@ -87,6 +88,15 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
         requests = tuple((prompt_ids[i % len(prompt_ids)], i) for i in range(start, start + wanted))
         Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + SAMPLING_HOLD)
     return SampleJob(round_id=round_id, requests=requests)
+
+
+def round_open_pairs_least(*, round_: Round, now: datetime) -> int:
+    """The fewest open pairs anyone can be given: the round's open pairs, or, if fewer, those that an
+    annotator who lately found nothing to judge may take (the rest may be pairs they judged already)."""
+    counts = [Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, assigned_count__lt=F("overlap")).count()]
+    for annotator_id in waiting.waiting_annotator_ids(taste_id=round_.taste_id, now=now):
+        counts.append(waiting.open_pairs_for(round_id=round_.pk, annotator_id=annotator_id).count())
+    return min(counts)
 
 
 def round_missing_requests(*, round_id: int, requests) -> list[tuple[int, int]]:

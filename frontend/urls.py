@@ -12,5 +12,5 @@ urlpatterns = [
     path("annotate/<slug:slug>/", views.annotate_page, name="annotate-taste"),
     path("invite/<uidb64>/<token>/", InviteView.as_view(), name="invite"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
 ]

@@ -1,5 +1,6 @@
-"""Page views: the landing page, the taste picker and the judging page."""
+"""Page views: the landing page, the taste picker, the judging page and logging out."""
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -9,6 +10,7 @@ from annotate import selectors
 from annotate.access import access_taste_for_annotation, user_is_lead
 from annotate.errors import DomainError
 from annotate.models import Judgement
+from frontend.markdown import markdown_html, text_version
 
 
 @login_required
@@ -43,5 +45,19 @@ def annotate_page(request: HttpRequest, slug: str) -> HttpResponse:
         "username": request.user.get_username(),
         "flags": [{"value": value, "label": label} for value, label in Judgement.Flag.choices],
         "ahead": 3,
+        "guidelines": text_version(taste.guidelines) if taste.guidelines.strip() else None,
     }
-    return render(request, "frontend/annotate.html", {"taste": taste, "config": config})
+    guidelines_html = markdown_html(taste.guidelines) if taste.guidelines.strip() else ""
+    context = {"taste": taste, "config": config, "guidelines_html": guidelines_html}
+    return render(request, "frontend/annotate.html", context)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Log out by POST; a GET (a typed or bookmarked /logout/) asks first instead of answering a blank 405."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect("login")
+        return render(request, "registration/logout_confirm.html")

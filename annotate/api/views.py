@@ -1,12 +1,18 @@
 """Annotator and lead endpoints of API v1."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors, services
+from annotate import selectors, services, waiting
 from annotate.access import access_taste_for_annotation
 from annotate.api.permissions import IsLead
 from annotate.models import Assignment, Image, Judgement
@@ -62,8 +68,20 @@ class AssignmentNextApi(APIView):
         prefetch = serializers.IntegerField(min_value=1, max_value=50, default=1)
 
     @extend_schema(
-        parameters=[QuerySerializer],
-        responses={200: OutputSerializer(many=True), 204: OpenApiResponse(description="Nothing left to judge.")},
+        parameters=[
+            QuerySerializer,
+            OpenApiParameter(
+                "X-Chisel-Waiting", str, OpenApiParameter.HEADER, response=[204], enum=waiting.Reason.ORDER,
+                description="Why there is nothing to judge: `sampling` (the worker is sampling pairs you may "
+                "take), `training` (the round trains; its evaluation pairs follow), `paused` (the lead paused the "
+                "round), `quota_reached` (the round has its labels and waits to train), `nothing_left` (no open "
+                "round, or its remaining pairs are all with other annotators or judged by you).",
+            ),
+        ],
+        responses={
+            200: OutputSerializer(many=True),
+            204: OpenApiResponse(description="Nothing to judge now; the `X-Chisel-Waiting` header says why."),
+        },
     )
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
@@ -73,7 +91,8 @@ class AssignmentNextApi(APIView):
             annotator=request.user, taste=taste, count=query.validated_data["prefetch"]
         )
         if not assignments:
-            return Response(status=status.HTTP_204_NO_CONTENT)
+            reason = waiting.annotator_wait(annotator=request.user, taste=taste)
+            return Response(status=status.HTTP_204_NO_CONTENT, headers={"X-Chisel-Waiting": reason})
         # Plain dicts in OutputSerializer's shape: serializers cost more CPU than the claim itself.
         return Response([self.output(a) for a in assignments])
 

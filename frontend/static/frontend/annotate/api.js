@@ -14,8 +14,8 @@ export class HttpError extends Error {
   }
 }
 
-export async function call(method, url, body) {
-  const response = await fetch(url, {
+async function request(method, url, body) {
+  return fetch(url, {
     method,
     credentials: "same-origin",
     headers: {
@@ -25,6 +25,9 @@ export async function call(method, url, body) {
     },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
+}
+
+async function payloadOf(response) {
   if (response.status === 204) return null;
   let payload = null;
   try { payload = await response.json(); } catch { payload = null; }
@@ -32,8 +35,20 @@ export async function call(method, url, body) {
   return payload;
 }
 
+export async function call(method, url, body) {
+  return payloadOf(await request(method, url, body));
+}
+
+// The next pairs; when there are none, why (the X-Chisel-Waiting header of the 204).
+async function next(taste, prefetch) {
+  const response = await request("GET", `/api/v1/assignments/next/?taste=${encodeURIComponent(taste)}&prefetch=${prefetch}`);
+  const items = (await payloadOf(response)) || [];
+  const waiting = response.status === 204 ? response.headers.get("X-Chisel-Waiting") || "nothing_left" : null;
+  return { items, waiting };
+}
+
 export const api = {
-  next: (taste, prefetch) => call("GET", `/api/v1/assignments/next/?taste=${encodeURIComponent(taste)}&prefetch=${prefetch}`),
+  next,
   submit: (body) => call("POST", "/api/v1/judgements/", body),
   amend: (assignment, body) => call("PUT", `/api/v1/assignments/${assignment}/judgement/`, body),
   skip: (assignment) => call("POST", `/api/v1/assignments/${assignment}/skip/`),

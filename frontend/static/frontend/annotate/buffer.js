@@ -22,6 +22,7 @@ export class PairBuffer {
 
     this.ready = [];
     this.loading = null;
+    this.waiting = null; // why the server had nothing the last time it was asked (X-Chisel-Waiting)
   }
 
   // Claim and decode until `ahead` pairs wait ready (or the server has none left).
@@ -35,7 +36,8 @@ export class PairBuffer {
     const want = this.ahead - this.ready.length;
     // The server answers the leases we hold first, so ask for that many more than we want.
     const holding = new Set([...this.held(), ...this.ids()]);
-    const items = (await api.next(this.taste, Math.min(MAX_PREFETCH, holding.size + want))) || [];
+    const { items, waiting } = await api.next(this.taste, Math.min(MAX_PREFETCH, holding.size + want));
+    this.waiting = waiting;
     // Read what the page holds only now: pairs may have been judged while the request was out.
     const known = new Set([...this.held(), ...this.ids(), ...this.seen]);
     const fresh = items.filter((item) => !known.has(item.id)).slice(0, want);

@@ -16,6 +16,17 @@ const elements = {
   empty: document.getElementById("empty"),
   toast: document.getElementById("toast"),
   help: document.getElementById("help"),
+  guidelines: document.getElementById("guidelines"),
+};
+
+// What the page says while there is nothing to judge, by the reason `next` gave (X-Chisel-Waiting).
+const WAITING = {
+  sampling: ["Waiting for the worker: new pairs are being sampled.", "This page checks again every few seconds and carries on by itself."],
+  training: ["Waiting for the worker: the round is training.", "Its evaluation pairs come next; this page carries on by itself."],
+  paused: ["The round is paused.", "Your research lead paused it; judging carries on here when it resumes."],
+  quota_reached: ["Quota reached.", "This round has all the judgements it needs; thank you. It trains next."],
+  nothing_left: ["Nothing left for you in this round.", "The pairs left are with other annotators, or no round is open. This page checks again every few seconds."],
+  offline: ["Cannot reach the server.", "Your judgements are kept in this browser; this page tries again every few seconds."],
 };
 
 // Measurements for bench/ui_latency.py: key press to the next pair painted, in ms.
@@ -43,8 +54,9 @@ const buffer = new PairBuffer({
 });
 const stage = new Stage({ flags, onFlag: toggleFlag });
 
-function toast(message, ms = 4000) {
+function toast(message, ms = 4000, kind = "") {
   elements.toast.textContent = message;
+  elements.toast.dataset.kind = kind;
   elements.toast.hidden = false;
   clearTimeout(toast.timer);
   if (ms) toast.timer = setTimeout(() => { elements.toast.hidden = true; }, ms);
@@ -55,12 +67,15 @@ function renderProgress() {
   elements.progress.textContent = `${progress.today} today${round}`;
 }
 
+// The server's counts plus the submissions still in the outbox (after a reload, say), read while nothing
+// is in flight so that none is counted twice or missed.
 async function refreshProgress() {
   try {
-    const me = await api.me();
+    const me = await outbox.between(() => api.me());
     const taste = me.tastes.find((t) => t.slug === config.taste);
-    progress.today = taste ? taste.judged_today : 0;
+    progress.today = (taste ? taste.judged_today : 0) + outbox.waitingSubmits(config.taste);
     progress.round = taste ? taste.round : null;
+    if (progress.round) progress.round.judged += outbox.waitingSubmits(config.taste, progress.round.id);
     renderProgress();
   } catch { /* progress is a nicety; judging goes on */ }
 }
@@ -96,14 +111,23 @@ async function waitForPairs(pressedAt = null) {
   waitForPairs.running = true;
   try {
     while (!current) {
-      try { await buffer.fill(); } catch { /* offline: try again */ }
+      let reason;
+      try { await buffer.fill(); reason = buffer.waiting; } catch { reason = "offline"; }
       if (buffer.ready.length) { advance(pressedAt); break; }
-      elements.empty.hidden = false;
+      showWaiting(reason);
       await new Promise((resolve) => setTimeout(resolve, POLL_EMPTY_MS));
     }
   } finally {
     waitForPairs.running = false;
   }
+}
+
+function showWaiting(reason) {
+  const [title, detail] = WAITING[reason] || WAITING.nothing_left;
+  elements.empty.dataset.waiting = reason || "";
+  document.getElementById("empty-title").textContent = title;
+  document.getElementById("empty-detail").textContent = detail;
+  elements.empty.hidden = false;
 }
 
 function verdict(choice) {
@@ -119,10 +143,14 @@ function choose(choice, pressedAt) {
   if (!current) return;
   const { pair } = current;
   const body = verdict(choice);
+  if (elements.toast.dataset.kind === "undo") elements.toast.hidden = true; // the undone pair is judged again
   if (current.redo) {
     if (!outbox.rewriteWaiting(pair.id, body)) outbox.push({ kind: "amend", assignment: pair.id, body });
   } else {
-    outbox.push({ kind: "submit", assignment: pair.id, body: { ...body, assignment: pair.id, client_uuid: crypto.randomUUID() } });
+    outbox.push({
+      kind: "submit", assignment: pair.id, taste: config.taste, round: pair.round,
+      body: { ...body, assignment: pair.id, client_uuid: crypto.randomUUID() },
+    });
     progress.today += 1;
     if (progress.round && progress.round.id === pair.round) progress.round.judged += 1;
     renderProgress();
@@ -159,7 +187,7 @@ function undo() {
   if (current) buffer.putBack(current.pair);
   const flagged = { left: new Set(last.flags.left), right: new Set(last.flags.right) };
   show(last.pair, { redo: true, flagged });
-  toast(`Undone (${last.choice.replace("_", " ")}): choose again.`);
+  toast(`Undone (${last.choice.replace("_", " ")}): choose again.`, 4000, "undo");
 }
 
 function toggleFlag(side, flag) {
@@ -173,10 +201,23 @@ function toggleHelp(force) {
   elements.help.hidden = force === undefined ? !elements.help.hidden : !force;
 }
 
+// The taste's guidelines: shown by themselves on the first visit (and when they change), then on `g`.
+const guidelinesSeenKey = `chisel.guidelines.${config.username}.${config.taste}`;
+function toggleGuidelines(force) {
+  elements.guidelines.hidden = force === undefined ? !elements.guidelines.hidden : !force;
+  if (elements.guidelines.hidden && config.guidelines) localStorage.setItem(guidelinesSeenKey, config.guidelines);
+}
+
 const CHOICE_KEYS = { "1": "left", ArrowLeft: "left", "2": "right", ArrowRight: "right", "3": "tie", "0": "both_bad" };
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if ((event.key === "g" && elements.help.hidden) || (event.key === "Escape" && !elements.guidelines.hidden)) {
+    toggleGuidelines(event.key === "g" ? undefined : false);
+    event.preventDefault();
+    return;
+  }
+  if (!elements.guidelines.hidden) return;
   if (event.key === "?" || (event.key === "Escape" && !elements.help.hidden)) {
     toggleHelp(event.key === "?" ? undefined : false);
     event.preventDefault();
@@ -218,12 +259,21 @@ for (const button of document.querySelectorAll("[data-action]")) {
 }
 document.getElementById("help-button").addEventListener("click", () => toggleHelp());
 elements.help.addEventListener("click", () => toggleHelp(false));
+document.getElementById("guidelines-button").addEventListener("click", (event) => { event.currentTarget.blur(); toggleGuidelines(); });
+document.getElementById("guidelines-close").addEventListener("click", () => toggleGuidelines(false));
+// Logging out keeps the outbox in this browser; say so when something is still waiting in it.
+document.getElementById("logout").addEventListener("submit", (event) => {
+  if (outbox.size && !window.confirm(`${outbox.size} judgement(s) have not reached the server yet. They stay in this browser and are sent when you log in here again. Log out?`)) {
+    event.preventDefault();
+  }
+});
 document.getElementById("help-flags").innerHTML = "Defect flags, left image / right image: " + flags
   .map((f) => `<kbd>${f.key}</kbd>/<kbd>⇧${f.key.toUpperCase()}</kbd> ${f.label.toLowerCase()}`).join(", ");
 window.addEventListener("online", () => outbox.pump());
 
 outbox.onChange(outbox.size);
 outbox.pump();
+if (config.guidelines && localStorage.getItem(guidelinesSeenKey) !== config.guidelines) toggleGuidelines(true);
 renderProgress();
 refreshProgress();
 setInterval(refreshProgress, 60000);

@@ -23,12 +23,33 @@ export class Outbox {
     this.onLoginNeeded = onLoginNeeded;
     this.entries = JSON.parse(localStorage.getItem(storageKey) || "[]");
     this.inFlight = null;
+    this.sending = null; // the request of the entry in flight, until it is answered
+    this.paused = false;
     this.pumping = false;
     this.acknowledged = new Set(); // assignment ids whose judgement the server holds
     this.delivered = new Set(); // every assignment this page sent a judgement or skip for
   }
 
   get size() { return this.entries.length; }
+
+  // Submissions of `taste` (and `round`, if given) that the server does not have yet.
+  waitingSubmits(taste, round = undefined) {
+    return this.entries.filter((e) => e.kind === "submit" && e.taste === taste && (round === undefined || e.round === round)).length;
+  }
+
+  // Run `read` (a request whose answer counts judgements) with nothing in flight, so that every entry is
+  // either counted by the server or still here, never both: wait for the request in flight (3 s at most),
+  // send nothing more until `read` is answered.
+  async between(read) {
+    this.paused = true;
+    try {
+      if (this.sending) await Promise.race([this.sending.catch(() => {}), new Promise((r) => setTimeout(r, 3000))]);
+      return await read();
+    } finally {
+      this.paused = false;
+      this.pump();
+    }
+  }
 
   // Never show these again: a `next` answered while their entry was in flight may still list them.
   pendingAssignments() { return new Set([...this.entries.map((e) => e.assignment), ...this.delivered]); }
@@ -58,11 +79,12 @@ export class Outbox {
     this.pumping = true;
     let delay = 500;
     try {
-      while (this.entries.length) {
+      while (this.entries.length && !this.paused) {
         const entry = this.entries[0];
         this.inFlight = entry;
         try {
-          await this.send(entry);
+          this.sending = this.send(entry);
+          await this.sending;
           this.delivered.add(entry.assignment);
           if (entry.kind !== "skip") this.acknowledged.add(entry.assignment);
           delay = 500;
@@ -79,6 +101,7 @@ export class Outbox {
           }
         } finally {
           this.inFlight = null;
+          this.sending = null;
         }
         this.entries.shift();
         this.save();
