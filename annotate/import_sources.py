@@ -2,7 +2,7 @@
 
 A row is a dict with the parquet's column names; JSONL rows (as `export_preferences --format jsonl` writes them)
 have their `image_0_file` / `image_1_file` read into `jpg_0` / `jpg_1`. Each row comes with the problems met while
-reading it, as (column, what) pairs, and every row is named the way its file counts: "row N" (from 0) in a parquet
+reading it, as (column, what) pairs (a JSONL line that is no JSON object comes as None), and every row is named the way its file counts: "row N" (from 0) in a parquet
 file, "line N" (from 1) in a JSONL file.
 """
 
@@ -37,7 +37,7 @@ class ImportRejected(ValueError):
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
         self.problems = problems or []
         listed = " | ".join(
-            f"{where}: {column} {what}" if where is not None else f"{column}: {what}"
+            f"{where}: {f'{column} ' if column else ''}{what}" if where is not None else f"{column}: {what}"
             for where, column, what in self.problems[:LISTED]
         )
         more = f" | … and {len(self.problems) - LISTED} more" if len(self.problems) > LISTED else ""
@@ -123,22 +123,24 @@ class JsonlSource:
         if batch:
             yield batch
 
-    def _row(self, line: bytes) -> tuple[dict, list[tuple[str, str]]]:
+    def _row(self, line: bytes) -> tuple[dict | None, list[tuple[str, str]]]:
+        """The line as a row (None when it is no JSON object), and the problems met reading it and its images."""
         try:
             row = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return {}, [("line", f"is not JSON ({first_line(exc)})")]
+            return None, [("", f"is not JSON ({first_line(exc)})")]
         if not isinstance(row, dict):
-            return {}, [("line", f"is a JSON {type(row).__name__}, not an object")]
-        problems = [(c, "is missing") for c in ("caption", "label_0") if c not in row]
+            return None, [("", f"is a JSON {type(row).__name__}, not an object")]
+        problems = []
         for side in ("0", "1"):
-            if f"jpg_{side}" in row:
+            if row.pop(f"jpg_{side}", None) is not None:
                 problems.append((f"jpg_{side}", f"is inline; in JSONL name the image file in image_{side}_file"))
-                row[f"jpg_{side}"] = None
                 continue
-            row[f"jpg_{side}"], problem = self._image(row.get(f"image_{side}_file"))
+            data, problem = self._image(row.get(f"image_{side}_file"))
             if problem:
                 problems.append((f"image_{side}_file", problem))
+            else:
+                row[f"jpg_{side}"] = data
         return row, problems
 
     def _image(self, name) -> tuple[bytes | None, str | None]:
@@ -171,6 +173,6 @@ def _sniff(path: Path) -> str:
         return "jsonl"
     if not head:
         raise ImportRejected(f"{path} is empty; nothing was imported.")
-    shown = head.lstrip()[:24].decode("utf-8", errors="replace")
+    shown = head.lstrip().splitlines()[0][:40].decode("utf-8", errors="replace")
     raise ImportRejected(f"{path} is neither a Pick-a-Pic parquet file nor JSONL (it starts with {shown!r}); "
                          "nothing was imported.")

@@ -55,7 +55,7 @@ def import_preferences(
     except OSError as exc:
         raise ImportRejected(f"{path} cannot be read ({exc.strerror or first_line(exc)}); nothing was imported.") from exc
     refused_before = ImportRejected(
-        f"{path} was imported before from source '{source}' (its judgements exist already); nothing was written."
+        f"{path} was imported before from source '{source}' (its judgements exist already); nothing was imported."
     )
     for start in range(0, len(keys), 1000):
         if Judgement.objects.filter(client_uuid__in=keys[start:start + 1000]).exists():
@@ -84,7 +84,7 @@ def _validate(reader, *, source: str, max_pixels: int) -> tuple[int, list[uuid.U
     problems, keys, bad_rows, index = [], [], set(), 0
     for batch in reader.batches():
         for raw, read_problems in batch:
-            row, row_problems = clean_row(raw, max_pixels=max_pixels)
+            row, row_problems = clean_row(raw, max_pixels=max_pixels) if raw is not None else ({}, [])
             for column, what in read_problems + row_problems:
                 problems.append((reader.where(index), column, what))
                 bad_rows.add(index)
@@ -123,8 +123,10 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
             problems.append((column, str(exc)))
 
     caption = row.get("caption")
-    if not isinstance(caption, str) or not caption.strip():
-        problems.append(("caption", "is empty" if caption is None or isinstance(caption, str) else f"is {caption!r}, not text"))
+    if caption is None:
+        problems.append(("caption", "is missing"))
+    elif not isinstance(caption, str) or not caption.strip():
+        problems.append(("caption", "is empty" if isinstance(caption, str) else f"is {caption!r}, not text"))
     elif "\x00" in caption:
         problems.append(("caption", NUL))
     else:
@@ -140,7 +142,9 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
             except ImageRejected as exc:
                 problems.append((column, str(exc)))
     label_0 = row.get("label_0")
-    if not _number(label_0) or float(label_0) not in LABELS:
+    if label_0 is None:
+        problems.append(("label_0", "is missing"))
+    elif not _number(label_0) or float(label_0) not in LABELS:
         problems.append(("label_0", f"is {label_0!r}; expected 0, 0.5 or 1"))
     else:
         clean["label_0"] = float(label_0)
@@ -239,8 +243,9 @@ def _write(reader, *, path, taste, source, total, written, progress, summary: Im
     prompts: dict[str, Prompt] = {}
     now = timezone.now()
     for batch in reader.batches():
-        for raw, _ in batch:
-            row, problems = clean_row(raw, check_images=False)
+        for raw, read_problems in batch:
+            row, problems = clean_row(raw, check_images=False) if raw is not None else ({}, [])
+            problems = read_problems + problems
             if problems:  # the file changed since it was validated
                 where, (column, what) = reader.where(summary.rows), problems[0]
                 raise ImportRejected(f"{path} changed while importing: {where}: {column} {what}; nothing was imported.")
