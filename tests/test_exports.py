@@ -179,3 +179,16 @@ def test_export_jobs_write_a_new_folder_and_never_touch_an_old_one(taste, settin
     assert second.state == Export.State.DONE and second.file_name.split("/")[0] != export.file_name.split("/")[0]
     rows = [json.loads(line) for line in (root / second.file_name).read_text().splitlines()]
     assert len(rows) == 4 and all((root / second.file_name).parent.joinpath(r["image_0_file"]).is_file() for r in rows)
+
+
+def test_the_trainer_reads_a_dataset_folder_and_refuses_a_file_that_is_not_parquet(taste, tmp_path):
+    from annotate.exports import ExportOptions, export_preferences
+    from trainer.data import DatasetError, load_pairs
+
+    judged_world(taste)
+    export_preferences(ExportOptions(out=tmp_path / "folder"))
+    pairs, ties = load_pairs(tmp_path / "folder")
+    assert (len(pairs), ties) == (4, 0)
+    (tmp_path / "notes.parquet").write_text("not parquet")
+    with pytest.raises(DatasetError, match="notes.parquet is not a readable parquet file"):
+        load_pairs(tmp_path / "notes.parquet")
