@@ -30,7 +30,8 @@ from trainer.pickapic import SCHEMA, labels_for
 ROW_GROUP = 256  # rows per parquet row group: memory stays flat whatever the export's size
 Progress = Callable[[int, int], None]
 EXTENSIONS = {"pickapic": ".parquet", "jsonl": ".jsonl"}
-CARD_MARK = "<!-- chisel-export-card: written by Chisel's export_preferences; only an export with --overwrite replaces it -->"
+CARD_MARK = ("<!-- chisel-export-card: written by Chisel's export_preferences; "
+             "only an export with --overwrite replaces it -->")
 PROVENANCE = "imported"  # Image.params key where an import keeps the source's image uid, user_id and ranking_id
 
 
@@ -55,21 +56,25 @@ def export_paths(out: Path, format: str = "pickapic") -> ExportPaths:
         return ExportPaths(data=out, card=out.with_name(out.name + ".README.md"),
                            images=out.parent / "images" if format == "jsonl" else None, folder=False)
     if out.exists() and not out.is_dir():
-        raise ExportRefused(f"--out {out} is an existing file: give a new NAME{extension}, or a folder for a dataset folder.")
+        raise ExportRefused(f"--out {out} is an existing file: give a new NAME{extension}, "
+                            "or a folder for a dataset folder.")
     data = out / "data" / f"train{extension}"
     return ExportPaths(data=data, card=out / "README.md", images=data.parent / "images" if format == "jsonl" else None,
                        folder=True)
 
 
 def check_targets(paths: ExportPaths, *, overwrite: bool) -> None:
-    """Refuse before writing anything: a card Chisel did not write is never replaced, an earlier export only on request."""
+    """Refuse before writing anything: a card Chisel did not write is never replaced, an earlier export only with
+    `overwrite`."""
     if paths.card.exists() and not _is_our_card(paths.card):
-        raise ExportRefused(f"{paths.card} exists and was not written by Chisel; it is never overwritten: choose another --out.")
+        raise ExportRefused(f"{paths.card} exists and was not written by Chisel; it is never overwritten: "
+                            "choose another --out.")
     if paths.data.is_dir():
         raise ExportRefused(f"{paths.data} is a folder; choose another --out.")
     for path in (paths.data, paths.card):
         if path.exists() and not overwrite:
-            raise ExportRefused(f"{path} exists (an earlier export?); pass --overwrite to replace it, or choose another --out.")
+            raise ExportRefused(f"{path} exists (an earlier export?); pass --overwrite to replace it, "
+                                "or choose another --out.")
 
 
 def _is_our_card(path: Path) -> bool:
@@ -346,7 +351,8 @@ def _write_jsonl(rows: Iterator[dict], paths: ExportPaths, options: ExportOption
                         target.write_bytes(data)
                         added.append(target)
                     elif target.read_bytes() != data:
-                        raise ExportRefused(f"{target} exists with other content; it is never overwritten: choose another --out.")
+                        raise ExportRefused(f"{target} exists with other content; it is never overwritten: "
+                                            "choose another --out.")
                     row[f"image_{side}_file"] = name
                 row["created_at"] = row["created_at"].isoformat() + "Z"
                 handle.write(json.dumps(row) + "\n")
@@ -368,7 +374,8 @@ def _size_category(rows: int) -> str:
 
 def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSummary) -> None:
     """The dataset card: a YAML block the Hub and `datasets` read (the data file as the train split), then what is
-    in the file, how it was cut, and the licence terms to respect. Written last, never over a card Chisel did not write."""
+    in the file, how it was cut, and the licence terms to respect. Written last, never over a card Chisel did not
+    write."""
     tie_policy = (
         f"ties dropped ({summary.ties_dropped} rows)" if options.ties == "drop"
         else f"ties kept as label 0.5 ({summary.ties_kept} rows): diffusers' DPO script reads any label_0 ≠ 0 as a win"
@@ -426,7 +433,8 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
     try:
         temp.write_text("\n".join(lines), encoding="utf-8")
         if paths.card.exists() and not _is_our_card(paths.card):
-            raise ExportRefused(f"{paths.card} appeared while exporting and was not written by Chisel; it was left alone.")
+            raise ExportRefused(f"{paths.card} appeared while exporting and was not written by Chisel; "
+                                "it was left alone.")
         _place(temp, paths.card, overwrite=options.overwrite)
     finally:
         temp.unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 
 A row is a dict with the parquet's column names; JSONL rows (as `export_preferences --format jsonl` writes them)
 have their `image_0_file` / `image_1_file` read into `jpg_0` / `jpg_1`. Each row comes with the problems met while
-reading it, as (column, what) pairs (a JSONL line that is no JSON object comes as None), and every row is named the way its file counts: "row N" (from 0) in a parquet
-file, "line N" (from 1) in a JSONL file.
+reading it, as (column, what) pairs (a JSONL line that is no JSON object comes as None), and every row is named
+the way its file counts: "row N" (from 0) in a parquet file, "line N" (from 1) in a JSONL file.
 """
 
 import json
@@ -155,6 +155,15 @@ class JsonlSource:
             return path.read_bytes(), None
         except OSError as exc:
             return None, f"'{name}' cannot be read ({exc.strerror})"
+
+
+def dataset_file(path: Path) -> Path:
+    """The data file of a dataset folder as `export_preferences --out FOLDER/` writes it; any other path as given."""
+    if path.is_dir():
+        for name in ("train.parquet", "train.jsonl"):
+            if (path / "data" / name).is_file():
+                return path / "data" / name
+    return path
 
 
 def open_source(path: Path, format: str = "auto") -> ParquetSource | JsonlSource:

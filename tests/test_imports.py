@@ -148,3 +148,14 @@ def test_timezone_naive_created_at_is_read_as_utc_without_warnings(taste, tmp_pa
         warnings.simplefilter("error")
         import_preferences(path=path, taste=taste, source="naive")
     assert set(Judgement.objects.values_list("created_at", flat=True)) == {naive.replace(tzinfo=UTC)}
+
+
+def test_a_dataset_folder_imports_from_its_data_file(taste, tmp_path, capsys):
+    judged_world(taste)
+    export_preferences(ExportOptions(out=tmp_path / "folder"))
+    services.taste_create(slug="landscapes")
+    code, out, err = run_cli(capsys, "import_preferences", str(tmp_path / "folder"), "--taste", "landscapes",
+                             "--source", "folder")
+    assert code == 0 and "Imported 4 rows" in out, err
+    assert read(tmp_path / "folder" / "data" / "train.parquet") == read(
+        Path(export_preferences(ExportOptions(out=tmp_path / "again.parquet", tastes=["landscapes"])).path))

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.import_sources import FORMATS
+from annotate.import_sources import FORMATS, dataset_file
 from annotate.imports import ImportRejected, import_preferences
 from annotate.models import Taste
 from trainer.images import MAX_PIXELS
@@ -17,7 +17,7 @@ class Command(BaseCommand):
             "the pseudo-annotator import:<source>. All rows or none: a bad file is refused with one line.")
 
     def add_arguments(self, parser):
-        parser.add_argument("path", type=Path)
+        parser.add_argument("path", type=Path, help="a parquet or JSONL file, or a dataset folder an export wrote")
         parser.add_argument("--taste", required=True)
         parser.add_argument("--source", required=True, help="a short name for where the data came from")
         parser.add_argument("--format", choices=FORMATS, default="auto",
@@ -25,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused")
 
     def handle(self, *args, path, taste, source, format, max_pixels, **options):
+        path = dataset_file(path)
         if not path.is_file():
             raise CommandError(f"No such file: {path}")
         taste_row = Taste.objects.filter(slug=taste).first()
