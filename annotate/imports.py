@@ -57,8 +57,8 @@ def import_preferences(
     refused_before = ImportRejected(
         f"{path} was imported before from source '{source}' (its judgements exist already); nothing was imported."
     )
-    for start in range(0, len(keys), 1000):
-        if Judgement.objects.filter(client_uuid__in=keys[start:start + 1000]).exists():
+    for start in range(0, len(keys), 500):  # under SQLite's limit of query parameters
+        if Judgement.objects.filter(client_uuid__in=keys[start:start + 500]).exists():
             raise refused_before
     written: list[str] = []
     summary = ImportSummary()
@@ -222,7 +222,7 @@ def _moment(value) -> datetime | None:
         except ValueError as exc:
             raise ValueError(f"is {value!r}; expected an ISO date-time") from exc
     if hasattr(value, "to_pydatetime"):  # a pandas Timestamp, as pyarrow gives for timestamp[ns]
-        value = value.to_pydatetime()
+        value = value.to_pydatetime(warn=False)  # v2's nanoseconds: the database keeps microseconds
     return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 

@@ -137,16 +137,19 @@ def test_import_keeps_the_sources_ids_and_exports_them_again(taste, tmp_path):
 
 
 def test_timezone_naive_created_at_is_read_as_utc_without_warnings(taste, tmp_path):
-    naive = datetime(2023, 5, 1, 12, 30)
-    schema = pa.schema([("caption", pa.string()), ("jpg_0", pa.binary()), ("jpg_1", pa.binary()),
-                        ("label_0", pa.float64()), ("created_at", pa.timestamp("ns"))])
-    rows = [good_row(caption=f"c{i}", created_at=naive, jpg_0=png_bytes((i, 1, 1))) for i in range(3)]
-    for row in rows:
-        row.pop("label_1")
-    path = write_parquet(tmp_path / "naive.parquet", rows, schema)
+    naive = datetime(2023, 5, 1, 12, 30, 0, 123456)
+    nanoseconds = int(naive.replace(tzinfo=UTC).timestamp()) * 10**9 + 123456789  # as v2 stores it, to the ns
+    table = pa.table({
+        "caption": [f"c{i}" for i in range(3)],
+        "jpg_0": [png_bytes((i, 1, 1)) for i in range(3)],
+        "jpg_1": [png_bytes((i, 200, 1)) for i in range(3)],
+        "label_0": [1.0, 0.0, 1.0],
+        "created_at": pa.array([nanoseconds] * 3, pa.timestamp("ns")),
+    })
+    pq.write_table(table, tmp_path / "naive.parquet")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        import_preferences(path=path, taste=taste, source="naive")
+        import_preferences(path=tmp_path / "naive.parquet", taste=taste, source="naive")
     assert set(Judgement.objects.values_list("created_at", flat=True)) == {naive.replace(tzinfo=UTC)}
 
 
