@@ -67,6 +67,10 @@ def test_a_dataset_folder_loads_with_datasets_load_dataset(taste, tmp_path, caps
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: other\n") and f"path: data/train.{extension}" in card
     assert "- text-to-image" in card and "- n<1K" in card
+    from huggingface_hub import DatasetCard
+
+    metadata = DatasetCard.load(folder / "README.md").data
+    assert metadata.task_categories == ["text-to-image"] and metadata.configs[0]["data_files"][0]["split"] == "train"
     dataset = load_dataset(str(folder))
     assert list(dataset) == ["train"] and len(dataset["train"]) == 4
     assert set(dataset["train"]["label_0"]) <= {0.0, 1.0}
