@@ -115,7 +115,7 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            problems.append((column, f"is {value!r}; expected {expected}"))
+            problems.append((column, f"is {_show(value)}; expected {expected}"))
             return
         try:
             clean[column] = convert(value)
@@ -126,7 +126,7 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
     if caption is None:
         problems.append(("caption", "is missing"))
     elif not isinstance(caption, str) or not caption.strip():
-        problems.append(("caption", "is empty" if isinstance(caption, str) else f"is {caption!r}, not text"))
+        problems.append(("caption", "is empty" if isinstance(caption, str) else f"is {_show(caption)}, not text"))
     elif "\x00" in caption:
         problems.append(("caption", NUL))
     else:
@@ -145,12 +145,12 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
     if label_0 is None:
         problems.append(("label_0", "is missing"))
     elif not _number(label_0) or float(label_0) not in LABELS:
-        problems.append(("label_0", f"is {label_0!r}; expected 0, 0.5 or 1"))
+        problems.append(("label_0", f"is {_show(label_0)}; expected 0, 0.5 or 1"))
     else:
         clean["label_0"] = float(label_0)
         label_1 = row.get("label_1")
         if label_1 is not None and (not _number(label_1) or float(label_1) != 1 - float(label_0)):
-            problems.append(("label_1", f"is {label_1!r} but label_0 is {label_0!r}; they must add up to 1"))
+            problems.append(("label_1", f"is {_show(label_1)} but label_0 is {_show(label_0)}; they must add up to 1"))
     provenance = {}
     for key, column in (("user_id", "user_id"), ("ranking_id", "ranking_id")):
         check(column, row.get(column), _optional(_whole), "a whole number")
@@ -174,6 +174,11 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
     check("created_at", row.get("created_at"), lambda v: v is None or isinstance(v, datetime | str),
           "a date-time", _moment)
     return clean, problems
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _number(value) -> bool:
@@ -220,7 +225,7 @@ def _moment(value) -> datetime | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ValueError(f"is {value!r}; expected an ISO date-time") from exc
+            raise ValueError(f"is {_show(value)}; expected an ISO date-time") from exc
     if hasattr(value, "to_pydatetime"):  # a pandas Timestamp, as pyarrow gives for timestamp[ns]
         value = value.to_pydatetime(warn=False)  # v2's nanoseconds: the database keeps microseconds
     return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
