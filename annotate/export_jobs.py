@@ -1,5 +1,7 @@
 """Exports as background jobs: requested by a lead, run by a worker with progress, downloaded when done."""
 
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotate.exports import ExportOptions, export_preferences
+from annotate.exports import ExportOptions, export_paths, export_preferences
 from annotate.models import Export
 
 OPTION_FIELDS = ("format", "aggregate", "ties", "image_format", "tastes", "rounds", "annotators", "kinds", "since",
@@ -36,9 +38,7 @@ def export_run(*, export_id: int) -> Export | None:
     if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(state=Export.State.RUNNING):
         return None
     export = Export.objects.get(pk=export_id)
-    extension = "jsonl" if export.options.get("format") == "jsonl" else "parquet"
-    file_name = f"export-{export.pk}/chisel-export-{export.pk}.{extension}"
-    options = {k: v for k, v in export.options.items()}
+    options = {k: v for k, v in export.options.items() if k in OPTION_FIELDS}
     for key in ("since", "until"):
         if key in options:
             options[key] = parse_datetime(options[key])
@@ -47,9 +47,18 @@ def export_run(*, export_id: int) -> Export | None:
         if done == total or done % PROGRESS_EVERY < 50:
             Export.objects.filter(pk=export_id).update(done=done, total=total)
 
+    # A dataset folder of its own, made new and empty by mkdtemp (a random suffix after the export's id): an export
+    # can never overwrite anything, not even a folder left by an earlier database that reused this id.
+    root = export_root()
+    folder = None
     try:
-        summary = export_preferences(ExportOptions(out=export_root() / file_name, **options), progress)
+        root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"export-{export.pk}-", dir=root))
+        file_name = export_paths(folder, options.get("format", "pickapic")).data.relative_to(root).as_posix()
+        summary = export_preferences(ExportOptions(out=folder, **options), progress)
     except Exception as exc:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above
         Export.objects.filter(pk=export_id).update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
         raise
     Export.objects.filter(pk=export_id).update(

@@ -1,4 +1,11 @@
-"""Exporting judgements as a preference dataset: Pick-a-Pic v2 parquet or JSONL, streamed in row groups."""
+"""Exporting judgements as a preference dataset: Pick-a-Pic v2 parquet or JSONL, streamed in row groups.
+
+Where an export writes (`export_paths`): `--out NAME.parquet` / `NAME.jsonl` is one file, with its card beside it as
+`NAME.parquet.README.md`; any other `--out` is a dataset folder that `datasets.load_dataset(FOLDER)` reads:
+`FOLDER/README.md` (the card, with the Hub's YAML block) and `FOLDER/data/train.parquet` (or `train.jsonl` with
+`data/images/`). An export never overwrites a file it did not write: an existing data file is replaced only with
+`overwrite`, and an existing card only when it is Chisel's own (it carries `CARD_MARK`) and `overwrite` is given.
+"""
 
 import io
 import json
@@ -7,7 +14,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +29,60 @@ from trainer.pickapic import SCHEMA, labels_for
 
 ROW_GROUP = 256  # rows per parquet row group: memory stays flat whatever the export's size
 Progress = Callable[[int, int], None]
+EXTENSIONS = {"pickapic": ".parquet", "jsonl": ".jsonl"}
+CARD_MARK = ("<!-- chisel-export-card: written by Chisel's export_preferences; "
+             "only an export with --overwrite replaces it -->")
+PROVENANCE = "imported"  # Image.params key where an import keeps the source's image uid, user_id and ranking_id
+
+
+class ExportRefused(ValueError):
+    """The export would overwrite a file it may not; nothing was written. The message says which and why."""
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    data: Path  # the parquet or JSONL file
+    card: Path  # the dataset card
+    images: Path | None  # JSONL only: the folder of image files the rows name
+    folder: bool  # a dataset folder (card README.md) rather than a single file
+
+
+def export_paths(out: Path, format: str = "pickapic") -> ExportPaths:
+    """The files an export to `out` writes (see the module docstring); refuses an `--out` that cannot be one."""
+    extension = EXTENSIONS[format]
+    if out.suffix in EXTENSIONS.values():
+        if out.suffix != extension:
+            raise ExportRefused(f"--out {out} ends in {out.suffix} but the format is {format}: name it *{extension}.")
+        return ExportPaths(data=out, card=out.with_name(out.name + ".README.md"),
+                           images=out.parent / "images" if format == "jsonl" else None, folder=False)
+    if out.exists() and not out.is_dir():
+        raise ExportRefused(f"--out {out} is an existing file: give a new NAME{extension}, "
+                            "or a folder for a dataset folder.")
+    data = out / "data" / f"train{extension}"
+    return ExportPaths(data=data, card=out / "README.md", images=data.parent / "images" if format == "jsonl" else None,
+                       folder=True)
+
+
+def check_targets(paths: ExportPaths, *, overwrite: bool) -> None:
+    """Refuse before writing anything: a card Chisel did not write is never replaced, an earlier export only with
+    `overwrite`."""
+    if paths.card.exists() and not _is_our_card(paths.card):
+        raise ExportRefused(f"{paths.card} exists and was not written by Chisel; it is never overwritten: "
+                            "choose another --out.")
+    if paths.data.is_dir():
+        raise ExportRefused(f"{paths.data} is a folder; choose another --out.")
+    for path in (paths.data, paths.card):
+        if path.exists() and not overwrite:
+            raise ExportRefused(f"{path} exists (an earlier export?); pass --overwrite to replace it, "
+                                "or choose another --out.")
+
+
+def _is_our_card(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return CARD_MARK in handle.read(64 * 1024)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -37,11 +98,13 @@ class ExportOptions:
     kinds: list[str] = field(default_factory=list)
     since: datetime | None = None
     until: datetime | None = None
+    overwrite: bool = False  # replace an earlier export's data file and card (never a card Chisel did not write)
 
 
 @dataclass
 class ExportSummary:
     path: str
+    card: str = ""
     rows: int = 0
     judgements: int = 0
     ties_dropped: int = 0
@@ -75,15 +138,23 @@ def judgements_for(options: ExportOptions) -> QuerySet[Judgement]:
 
 
 def export_preferences(options: ExportOptions, progress: Progress | None = None) -> ExportSummary:
-    """Write the dataset file (atomically: a temporary file renamed into place) and its card beside it."""
+    """Write the dataset file (atomically: a temporary file renamed into place) and its card; refuses, before
+    writing anything, to overwrite what it may not (`check_targets`)."""
+    paths = export_paths(options.out, options.format)
+    check_targets(paths, overwrite=options.overwrite)
+    try:
+        paths.data.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportRefused(f"Cannot create the folder {paths.data.parent}: {exc.strerror}.") from exc
     judgements = judgements_for(options)
     total = judgements.count()
-    summary = ExportSummary(path=str(options.out))
+    summary = ExportSummary(path=str(paths.data), card=str(paths.card))
     rows = _rows(judgements, options, summary, total, progress or (lambda done, total: None))
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    writer = _write_parquet if options.format == "pickapic" else _write_jsonl
-    writer(rows, options)
-    _write_card(options, summary)
+    if options.format == "pickapic":
+        _write_parquet(rows, paths, options)
+    else:
+        _write_jsonl(rows, paths, options)
+    _write_card(paths, options, summary)
     return summary
 
 
@@ -149,22 +220,26 @@ def _row(group: list[Judgement], per_prompt: dict, summary: ExportSummary, optio
     label_0, label_1 = labels_for(choice)
     a, b = pair.image_a, pair.image_b
     single = len(group) == 1
+    # Imported rows keep their source's ids (Image.params["imported"]); Chisel's own use the content hash and row ids.
+    source_a, source_b = a.params.get(PROVENANCE) or {}, b.params.get(PROVENANCE) or {}
+    uid_0, uid_1 = source_a.get("image_uid") or a.sha256, source_b.get("image_uid") or b.sha256
     return {
         "are_different": a.sha256 != b.sha256,
-        "best_image_uid": {"a": a.sha256, "b": b.sha256}.get(choice, ""),
+        "best_image_uid": {"a": uid_0, "b": uid_1}.get(choice, ""),
         "caption": pair.prompt.text,
-        "created_at": max(j.created_at for j in group),
+        # Pick-a-Pic v2's type: timestamp[ns] without a timezone; Chisel's values are UTC.
+        "created_at": max(j.created_at for j in group).astimezone(UTC).replace(tzinfo=None),
         "has_label": True,
-        "image_0_uid": a.sha256,
+        "image_0_uid": uid_0,
         "image_0_url": a.file.name,
-        "image_1_uid": b.sha256,
+        "image_1_uid": uid_1,
         "image_1_url": b.file.name,
         "label_0": label_0,
         "label_1": label_1,
         "model_0": _model_name(a),
         "model_1": _model_name(b),
-        "ranking_id": first.pk if single else pair.pk,
-        "user_id": first.annotator_id if single else -1,
+        "ranking_id": source_a.get("ranking_id", first.pk) if single else pair.pk,
+        "user_id": source_a.get("user_id", first.annotator_id) if single else -1,
         "num_example_per_prompt": per_prompt.get(pair.prompt_id, 1),
         "taste": pair.taste.slug,
         "round": pair.round.number,
@@ -172,8 +247,8 @@ def _row(group: list[Judgement], per_prompt: dict, summary: ExportSummary, optio
         "pair_kind": pair.kind,
         "seed_0": a.seed,
         "seed_1": b.seed,
-        "params_0": json.dumps(a.params, sort_keys=True),
-        "params_1": json.dumps(b.params, sort_keys=True),
+        "params_0": _params_json(a.params),
+        "params_1": _params_json(b.params),
         "guidance": a.params.get("guidance"),
         "flags_0": sorted({f for j in group for f in j.flags_a}),
         "flags_1": sorted({f for j in group for f in j.flags_b}),
@@ -193,6 +268,10 @@ def _verdict(group: list[Judgement]) -> str | None:
     a = votes["a"] + votes["tie"] / 2
     b = votes["b"] + votes["tie"] / 2
     return "a" if a > b else "b" if b > a else "tie"
+
+
+def _params_json(params: dict) -> str:
+    return json.dumps({k: v for k, v in params.items() if k != PROVENANCE}, sort_keys=True)
 
 
 def _model_name(image) -> str:
@@ -230,8 +309,15 @@ def _atomic_target(out: Path) -> Path:
     return Path(name)
 
 
-def _write_parquet(rows: Iterator[dict], options: ExportOptions) -> None:
-    temp = _atomic_target(options.out)
+def _place(temp: Path, target: Path, *, overwrite: bool) -> None:
+    """Rename the finished temporary file into place; without overwrite, only where nothing is (checked again now)."""
+    if target.exists() and not overwrite:
+        raise ExportRefused(f"{target} appeared while exporting; it was left alone and nothing was written.")
+    os.replace(temp, target)
+
+
+def _write_parquet(rows: Iterator[dict], paths: ExportPaths, options: ExportOptions) -> None:
+    temp = _atomic_target(paths.data)
     try:
         with pq.ParquetWriter(temp, SCHEMA, compression="zstd") as writer:
             batch: list[dict] = []
@@ -242,52 +328,90 @@ def _write_parquet(rows: Iterator[dict], options: ExportOptions) -> None:
                     batch = []
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-        os.replace(temp, options.out)
+        _place(temp, paths.data, overwrite=options.overwrite)
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _write_jsonl(rows: Iterator[dict], options: ExportOptions) -> None:
-    """One JSON object a line, images as files in `images/` beside it, named by content."""
-    images = options.out.parent / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    temp = _atomic_target(options.out)
+def _write_jsonl(rows: Iterator[dict], paths: ExportPaths, options: ExportOptions) -> None:
+    """One JSON object a line, images as files in `images/` beside it, named by the stored file's content hash.
+    An image file already there is reused only if it holds the same bytes; a failed export removes the ones it added."""
+    paths.images.mkdir(parents=True, exist_ok=True)
+    temp = _atomic_target(paths.data)
+    added: list[Path] = []
     try:
         with temp.open("w") as handle:
             for row in rows:
                 for side in ("0", "1"):
                     data = row.pop(f"jpg_{side}")
                     suffix = ".jpg" if options.image_format == "jpeg" else Path(row[f"image_{side}_url"]).suffix
-                    name = f"images/{row[f'image_{side}_uid']}{suffix}"
-                    if not (options.out.parent / name).exists():
-                        (options.out.parent / name).write_bytes(data)
+                    name = f"images/{Path(row[f'image_{side}_url']).stem}{suffix}"  # the sha256 of the stored file
+                    target = paths.data.parent / name
+                    if not target.exists():
+                        target.write_bytes(data)
+                        added.append(target)
+                    elif target.read_bytes() != data:
+                        raise ExportRefused(f"{target} exists with other content; it is never overwritten: "
+                                            "choose another --out.")
                     row[f"image_{side}_file"] = name
-                row["created_at"] = row["created_at"].isoformat()
+                row["created_at"] = row["created_at"].isoformat() + "Z"
                 handle.write(json.dumps(row) + "\n")
-        os.replace(temp, options.out)
+        _place(temp, paths.data, overwrite=options.overwrite)
+    except BaseException:
+        for path in added:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _write_card(options: ExportOptions, summary: ExportSummary) -> None:
-    """README.md beside the dataset: what is in it, how it was cut, and the licence terms to respect."""
+def _size_category(rows: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSummary) -> None:
+    """The dataset card: a YAML block the Hub and `datasets` read (the data file as the train split), then what is
+    in the file, how it was cut, and the licence terms to respect. Written last, never over a card Chisel did not
+    write."""
     tie_policy = (
         f"ties dropped ({summary.ties_dropped} rows)" if options.ties == "drop"
         else f"ties kept as label 0.5 ({summary.ties_kept} rows): diffusers' DPO script reads any label_0 ≠ 0 as a win"
     )
+    data_file = paths.data.relative_to(paths.card.parent).as_posix()
     lines = [
-        f"# Chisel preference dataset: {options.out.name}",
+        "---",
+        "license: other",
+        "task_categories:",
+        "- text-to-image",
+        "tags:",
+        "- preference",
+        "- dpo",
+        "size_categories:",
+        f"- {_size_category(summary.rows)}",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        f"    path: {data_file}",
+        "---",
+        CARD_MARK,
+        "",
+        f"# Chisel preference dataset: {paths.card.parent.name if paths.folder else paths.data.name}",
         "",
         f"Exported {timezone.now().isoformat(timespec='seconds')} by Chisel.",
         "",
         "| | |",
         "|---|---|",
+        f"| file | `{data_file}` |",
         f"| format | {'Pick-a-Pic v2 parquet (+ Chisel columns)' if options.format == 'pickapic' else 'JSONL, images in images/'} |",
         f"| rows | {summary.rows} |",
         f"| judgements read | {summary.judgements} |",
         f"| rows per | {'pair (majority of its judgements)' if options.aggregate == 'majority' else 'judgement'} |",
         f"| tastes | {', '.join(summary.tastes) or '—'} |",
-        f"| date range | {summary.first or '—'} … {summary.last or '—'} |",
+        f"| date range | {summary.first or '—'} … {summary.last or '—'} (UTC) |",
         f"| ties | {tie_policy} |",
         f"| both bad | {summary.both_bad_skipped} judgements skipped (no preference) |",
         f"| images | {'the stored lossless originals' if options.image_format == 'original' else 'JPEG, quality 95'} |",
@@ -295,7 +419,8 @@ def _write_card(options: ExportOptions, summary: ExportSummary) -> None:
         "| agreement | not computed yet |",
         "",
         "Labels: `label_0` is 1 when image 0 won, 0 when image 1 won, 0.5 for a tie. `choice` repeats it as a/b/tie;",
-        "`flags_0`/`flags_1` are the defects annotators marked on each image.",
+        "`flags_0`/`flags_1` are the defects annotators marked on each image. `created_at` is UTC, stored without a",
+        "timezone (`timestamp[ns]`) as in Pick-a-Pic v2. `image_*_url` are paths relative to Chisel's media folder.",
         "",
         "## Licence",
         "",
@@ -304,4 +429,12 @@ def _write_card(options: ExportOptions, summary: ExportSummary) -> None:
         "them to train other models; read it before sharing this dataset or training on it.",
         "",
     ]
-    (options.out.parent / "README.md").write_text("\n".join(lines))
+    temp = _atomic_target(paths.card)
+    try:
+        temp.write_text("\n".join(lines), encoding="utf-8")
+        if paths.card.exists() and not _is_our_card(paths.card):
+            raise ExportRefused(f"{paths.card} appeared while exporting and was not written by Chisel; "
+                                "it was left alone.")
+        _place(temp, paths.card, overwrite=options.overwrite)
+    finally:
+        temp.unlink(missing_ok=True)

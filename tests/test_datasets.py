@@ -21,7 +21,7 @@ from annotate.images import image_store
 pytestmark = pytest.mark.django_db
 COMPARED = ["caption", "jpg_0", "jpg_1", "label_0", "label_1", "choice", "flags_0", "flags_1", "seed_0", "seed_1",
             "params_0", "params_1", "guidance", "duration_ms", "shown_left", "model_0", "model_1", "image_0_uid",
-            "image_1_uid", "are_different", "best_image_uid", "created_at", "has_label"]
+            "image_1_uid", "are_different", "best_image_uid", "created_at", "has_label", "user_id", "ranking_id"]
 
 
 def judged_world(taste, choices=("left", "right", "tie", "both_bad", "left", "right")) -> Round:
@@ -67,7 +67,7 @@ def test_export_holds_pickapic_columns_and_right_labels(taste, tmp_path):
         assert (row["flags_0"], row["flags_1"]) == (judgement.flags_a, judgement.flags_b)
         assert row["best_image_uid"] == (row["image_0_uid"] if row["label_0"] == 1 else row["image_1_uid"])
         assert row["guidance"] == 3.5 and row["duration_ms"] == 1500
-    card = (tmp_path / "README.md").read_text()
+    card = (tmp_path / "d.parquet.README.md").read_text()
     assert "| rows | 4 |" in card and "ties dropped (1 rows)" in card and "Licence" in card
 
 

@@ -5,6 +5,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -25,11 +26,17 @@ class PreferencePair:
 
 
 def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
-    """Decisive pairs of the file (winner first) and how many ties were left out."""
+    """Decisive pairs of the file (winner first) and how many ties were left out. `path` is a parquet file or a
+    dataset folder as `export_preferences --out FOLDER/` writes it (its `data/train.parquet`)."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "data" / "train.parquet"
     if not path.is_file():
         raise DatasetError(f"No dataset file at {path}.")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]}).") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}: not a Pick-a-Pic preference file.")

@@ -12,7 +12,7 @@ PICKAPIC_FIELDS = [
     pa.field("are_different", pa.bool_()),
     pa.field("best_image_uid", pa.string()),
     pa.field("caption", pa.string()),
-    pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    pa.field("created_at", pa.timestamp("ns")),  # v2's type: no timezone (Chisel writes UTC)
     pa.field("has_label", pa.bool_()),
     pa.field("image_0_uid", pa.string()),
     pa.field("image_0_url", pa.string()),

@@ -87,4 +87,4 @@ class ExportDownloadApi(APIView):
         path = export_file(_export(export_id))
         if path is None:
             raise NotFound(f"Export {export_id} has no file to download (yet).")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        return FileResponse(path.open("rb"), as_attachment=True, filename=f"chisel-export-{export_id}{path.suffix}")

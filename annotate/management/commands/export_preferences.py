@@ -1,5 +1,6 @@
-"""manage.py export_preferences --out PATH [filters] [--format pickapic|jsonl] [--aggregate none|majority] [--ties drop|keep]"""
+"""manage.py export_preferences --out NAME.parquet|NAME.jsonl|FOLDER/ [filters] [--aggregate none|majority] [--ties drop|keep] [--overwrite]"""
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -7,8 +8,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from annotate.exports import ExportOptions, export_preferences
+from annotate.exports import ExportOptions, ExportRefused, export_preferences
 from annotate.models import Pair
+
+TIES_WARNING = ("Warning: {n} ties kept as label 0.5; diffusers' train_diffusion_dpo.py treats any label_0 other than 0 "
+                "as \"image 0 wins\", so export with --ties drop (the default) for that script.")
 
 
 def when(text: str) -> datetime:
@@ -20,7 +24,8 @@ def when(text: str) -> datetime:
 
 
 def add_export_arguments(parser) -> None:
-    parser.add_argument("--format", choices=["pickapic", "jsonl"], default="pickapic")
+    parser.add_argument("--format", choices=["pickapic", "jsonl"],
+                        help="pickapic (parquet) or jsonl; by default taken from --out's extension, else pickapic")
     parser.add_argument("--aggregate", choices=["none", "majority"], default="none",
                         help="one row per judgement (none) or per pair (majority vote)")
     parser.add_argument("--ties", choices=["drop", "keep"], default="drop",
@@ -35,23 +40,36 @@ def add_export_arguments(parser) -> None:
 
 
 class Command(BaseCommand):
-    help = "Export judgements as a preference dataset (Pick-a-Pic v2 parquet or JSONL) with a dataset card."
+    help = ("Export judgements as a preference dataset (Pick-a-Pic v2 parquet or JSONL) with a dataset card: "
+            "--out NAME.parquet writes NAME.parquet and NAME.parquet.README.md; --out FOLDER/ writes a dataset folder "
+            "(README.md, data/train.parquet) that datasets.load_dataset(FOLDER) reads. Never overwrites a file it "
+            "did not write.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--out", type=Path, required=True,
+                            help="NAME.parquet or NAME.jsonl (one file, card beside it), or a folder (a dataset folder)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an earlier export's file and card (a card Chisel did not write: never)")
         add_export_arguments(parser)
 
-    def handle(self, *args, out, **options):
-        fields = {k: options[k] for k in ("format", "aggregate", "ties", "image_format", "tastes", "rounds",
-                                          "annotators", "kinds", "since", "until")}
-        with tqdm(unit="judgement", desc="exporting") as bar:
+    def handle(self, *args, out, overwrite, format, **options):
+        format = format or ("jsonl" if out.suffix == ".jsonl" else "pickapic")
+        fields = {k: options[k] for k in ("aggregate", "ties", "image_format", "tastes", "rounds", "annotators",
+                                          "kinds", "since", "until")}
+        with tqdm(unit="judgement", desc="exporting", leave=False, disable=not sys.stderr.isatty()) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            summary = export_preferences(ExportOptions(out=out, **fields), progress)
+            try:
+                summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite, **fields),
+                                             progress)
+            except ExportRefused as exc:
+                raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"Wrote {summary.rows} rows from {summary.judgements} judgements to {out} "
+            f"Wrote {summary.rows} rows from {summary.judgements} judgements to {summary.path} "
             f"(ties dropped: {summary.ties_dropped}, ties kept: {summary.ties_kept}, "
-            f"both-bad skipped: {summary.both_bad_skipped}); card: {out.parent / 'README.md'}"
+            f"both-bad skipped: {summary.both_bad_skipped}); card: {summary.card}"
         )
+        if fields["ties"] == "keep":
+            self.stderr.write(TIES_WARNING.format(n=summary.ties_kept))
