@@ -29,7 +29,8 @@ class LaunchRoundForm(forms.Form):
                                    help_text="Changing it reloads the form with that taste's settings.")
     prompt_tags = forms.CharField(required=False, help_text="Stored prompts carrying all these comma-separated tags.")
     prompt_file = forms.FileField(required=False, help_text="A UTF-8 text file, one prompt per line.")
-    prompt_text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="One prompt per line.")
+    prompt_text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}),
+                                  help_text="One prompt per line.")
     heldout_share = _bounded(forms.FloatField, "heldout_share", initial=QUOTAS["heldout_share"],
                              help_text="Share of the prompts kept out of training, for evaluation.")
     pair_quota = _bounded(forms.IntegerField, "pair_quota", initial=QUOTAS["pair_quota"])
@@ -51,8 +52,10 @@ class LaunchRoundForm(forms.Form):
     )
     promotion_threshold = _bounded(forms.FloatField, "promotion_threshold", initial=QUOTAS["promotion_threshold"],
                                    help_text="Promote when the win rate's 95% lower bound clears this.")
-    adherence_max_drop = forms.FloatField(initial=0.05, min_value=0, max_value=1, required=False,
-                                          help_text="Guard-rail: caption adherence may drop at most this much (toy world).")
+    adherence_max_drop = forms.FloatField(
+        initial=0.05, min_value=0, max_value=1, required=False,
+        help_text="Guard-rail: caption adherence may drop at most this much (toy world).",
+    )
     auto_advance = forms.BooleanField(initial=True, required=False,
                                       help_text="Train and decide by itself once the quotas are met.")
 
@@ -61,9 +64,10 @@ class LaunchRoundForm(forms.Form):
         self.fields["taste"].widget.attrs["onchange"] = "location.search = '?taste=' + encodeURIComponent(this.value)"
         checkpoint = taste.current_checkpoint if taste is not None else None
         if checkpoint is None:
+            hint = "choose a taste to see it" if taste is None else "this taste has no model yet"
             for name in MODEL_FIELDS:
-                self.fields[name].help_text = _join(self.fields[name].help_text,
-                                                    "Blank: the base model's default (choose a taste to see it).")
+                text = f"Blank: the base model's default ({hint})."
+                self.fields[name].help_text = _join(self.fields[name].help_text, text)
             return
         for name, text in fallbacks(checkpoint.base_model).items():
             self.fields[name].help_text = _join(self.fields[name].help_text, text)
@@ -83,11 +87,12 @@ class LaunchRoundForm(forms.Form):
 
     def settings(self) -> LaunchSettings:
         data = self.cleaned_data
-        optional = lambda pairs: {key: data[field] for key, field in pairs if data.get(field) not in (None, "")}  # noqa: E731
+        optional = lambda pairs: {key: data[f] for key, f in pairs if data.get(f) not in (None, "")}  # noqa: E731
         sampling = optional([("steps", "steps"), ("guidance", "guidance"), ("width", "size"), ("height", "size")])
         training = optional([("beta", "beta"), ("learning_rate", "learning_rate"), ("steps", "train_steps"),
                              ("rank", "rank"), ("reference", "reference")])
-        rails = {} if data.get("adherence_max_drop") is None else {"adherence": {"max_drop": data["adherence_max_drop"]}}
+        drop = data.get("adherence_max_drop")
+        rails = {} if drop is None else {"adherence": {"max_drop": drop}}
         return LaunchSettings(
             tags=[t.strip() for t in data["prompt_tags"].split(",") if t.strip()],
             prompt_texts=data["prompt_file"] + data["prompt_text"].splitlines(), heldout_share=data["heldout_share"],

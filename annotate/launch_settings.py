@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotate.models import BaseModel, Round, Taste
+from annotate.models import BaseModel
 from sampler.model_defaults import ModelDefaults, ModelDefaultsError, read_model_defaults
 from trainer.config import FAMILY_DEFAULTS, TrainConfig
 
@@ -25,9 +25,10 @@ class Limit:
 
 
 _ANY = ("flux", "sd", "sdxl")
-# Keys: LaunchSettings fields, "sampling.<key>" and "training.<TrainConfig field>". Usual ranges: FLUX.1 [dev] samples at
-# 1024 px, 28–50 steps, guidance 3–4.5; SD 1.5/2.x at 512–768 px, 20–50 steps, guidance 5–9; Diffusion-DPO LoRAs use
-# β 500–5000 at learning rates 1e-6–1e-3 (trainer/config.py), ranks 4–64, a few hundred to a few thousand steps.
+# Keys: LaunchSettings fields, "sampling.<key>" and "training.<TrainConfig field>". Usual ranges: FLUX.1 [dev]
+# samples at 1024 px, 28–50 steps, guidance 3–4.5; SD 1.5/2.x at 512–768 px, 20–50 steps, guidance 5–9;
+# Diffusion-DPO LoRAs use β 500–5000 at learning rates 1e-6–1e-3 (trainer/config.py), ranks 4–64, a few hundred to
+# a few thousand steps.
 LIMITS = {
     "pair_quota": Limit("pair quota", 1, 100_000),
     "label_quota": Limit("label quota", 1, 1_000_000),
@@ -95,7 +96,8 @@ def training_config(*, base: BaseModel, chosen: dict) -> dict:
     own = model_defaults(base).training
     config = {**own, **chosen}
     if "beta" in chosen and "learning_rate" not in chosen and "learning_rate" in own:
-        config["learning_rate"] = own["learning_rate"] * own.get("beta", FAMILY_DEFAULTS[base.kind]["beta"]) / chosen["beta"]
+        own_beta = own.get("beta", FAMILY_DEFAULTS[base.kind]["beta"])
+        config["learning_rate"] = own["learning_rate"] * own_beta / chosen["beta"]
     return config
 
 
@@ -129,13 +131,10 @@ def unusual(values: dict[str, object], *, family: str, defaults: dict[str, objec
         if span is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         if not span[0] <= value <= span[1]:
-            warnings.append(f"The {LIMITS[key].label} {_n(value)} is unusual for this {FAMILY_NAMES.get(family, family)} "
-                            f"model (usually {_n(span[0])}–{_n(span[1])}).")
+            name = FAMILY_NAMES.get(family, family)
+            warnings.append(f"The {LIMITS[key].label} {_n(value)} is unusual for this {name} model "
+                            f"(usually {_n(span[0])}–{_n(span[1])}).")
     return warnings
-
-
-def last_round(taste: Taste) -> Round | None:
-    return taste.rounds.order_by("-number").first()
 
 
 def _n(value) -> str:

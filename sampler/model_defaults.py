@@ -46,10 +46,13 @@ def read_model_defaults(folder: str | Path) -> ModelDefaults:
     if not isinstance(sampling, dict) or not isinstance(training, dict):
         raise ModelDefaultsError(f"{path}: 'sampling' and 'training' must be objects.")
     if unknown := sorted(set(sampling) - set(SAMPLING_KEYS)):
-        raise ModelDefaultsError(f"{path}: unknown sampling settings {', '.join(unknown)}; known: {', '.join(SAMPLING_KEYS)}.")
+        raise ModelDefaultsError(
+            f"{path}: unknown sampling settings {', '.join(unknown)}; known: {', '.join(SAMPLING_KEYS)}."
+        )
     for key, value in sampling.items():
         if not _positive(value, integer=key in _INTEGERS) and not (key == "guidance" and value == 0):
-            raise ModelDefaultsError(f"{path}: sampling {key} must be a positive {'whole ' * (key in _INTEGERS)}number, not {value!r}.")
+            kind = "whole number" if key in _INTEGERS else "number"
+            raise ModelDefaultsError(f"{path}: sampling {key} must be a positive {kind}, not {value!r}.")
     return ModelDefaults(sampling=dict(sampling), training=dict(training))
 
 

@@ -1,4 +1,4 @@
-"""The README's command-line and admin paths on the demo's SQLite database (the rest of the suite runs on PostgreSQL)."""
+"""The README's command-line and admin paths on the demo's SQLite database (the suite's default is PostgreSQL)."""
 
 import html
 import json
@@ -121,7 +121,8 @@ def test_the_admin_launch_form_launches_by_tags_on_sqlite(sqlite_env):
         assert 'name="pair_quota" value="4"' in page  # pre-filled from the demo's round 1
         fields = {"taste": "demo", "prompt_tags": "toy", "heldout_share": "0.2", "pair_quota": "60",
                   "label_quota": "120", "overlap": "2", "eval_pair_quota": "24", "promotion_threshold": "0.5",
-                  "adherence_max_drop": "0.05", "auto_advance": "on", "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+                  "adherence_max_drop": "0.05", "auto_advance": "on",
+                  "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
         absurd = browser.post("/admin/annotate/round/launch/", data={**fields, "learning_rate": "1e9", "beta": "1e12",
                                                                      "train_steps": "100000000"})
         assert absurd.status_code == 200 and absurd.text.count("Ensure this value is less than or equal to") == 3
@@ -131,7 +132,8 @@ def test_the_admin_launch_form_launches_by_tags_on_sqlite(sqlite_env):
     finally:
         stop(server)
         log.close()
-    sampling, training = query(env, f"r = Round.objects.get(pk={round_id}); out = [r.sampling_config, r.training_config]")
+    sampling, training = query(env, f"r = Round.objects.get(pk={round_id}); "
+                                    "out = [r.sampling_config, r.training_config]")
     assert (sampling["width"], sampling["steps"]) == (64, toy.SAMPLING["flux"]["steps"]) and sampling["prompt_ids"]
     assert training == toy.TRAINING["flux"]
 

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         prompts = parser.add_argument_group("prompts (at least one source)")
         prompts.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
         prompts.add_argument("--tags", default="", help="stored prompts carrying all these comma-separated tags")
-        parser.add_argument("--held-out", type=float, default=QUOTAS["heldout_share"], help="share of prompts kept for evaluation")
+        parser.add_argument("--held-out", type=float, default=QUOTAS["heldout_share"],
+                            help="share of prompts kept for evaluation")
         parser.add_argument("--pairs", type=int, default=QUOTAS["pair_quota"], help="train pairs to sample")
         parser.add_argument("--labels", type=int, default=None, help="train labels before training (default pairs × overlap)")
         parser.add_argument("--overlap", type=int, default=QUOTAS["overlap"], help="annotators per pair")
