@@ -131,8 +131,8 @@ def unusual(values: dict[str, object], *, family: str, defaults: dict[str, objec
         if span is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         if not span[0] <= value <= span[1]:
-            name = FAMILY_NAMES.get(family, family)
-            warnings.append(f"The {LIMITS[key].label} {_n(value)} is unusual for this {name} model "
+            model = f" for this {FAMILY_NAMES.get(family, family)} model" if "." in key else ""
+            warnings.append(f"The {LIMITS[key].label} {_n(value)} is unusual{model} "
                             f"(usually {_n(span[0])}–{_n(span[1])}).")
     return warnings
 

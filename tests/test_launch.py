@@ -192,8 +192,9 @@ def test_unusual_settings_launch_with_a_warning_naming_the_usual_range(ready_tas
 
     usual = settings(training={"learning_rate": 1e-4, "beta": 2000.0})
     assert launch_warnings(taste=ready_taste, settings=usual) == []
-    odd = settings(training={"learning_rate": 0.05, "beta": 50.0}, sampling={"steps": 4})
+    odd = settings(training={"learning_rate": 0.05, "beta": 50.0}, sampling={"steps": 4}, overlap=2, eval_pair_quota=4)
     assert launch_warnings(taste=ready_taste, settings=odd) == [
+        "The eval pair quota 4 is unusual (usually 16–400).",
         "The sampling steps 4 is unusual for this FLUX model (usually 20–50).",
         "The learning rate 0.05 is unusual for this FLUX model (usually 1e-05–0.001).",
         "The DPO β 50 is unusual for this FLUX model (usually 500–5000).",
