@@ -113,7 +113,7 @@ def fallbacks(base) -> dict[str, str]:
         if section == "sampling":
             source = f"{base.name}'s default"
         elif key in own:
-            source = f"{base.name}'s own default (chisel.json)"
+            source = f"{base.name}'s own default, from its chisel.json"
         elif key in ("beta", "learning_rate"):
             source = f"the {family} family's default"
         else:

@@ -235,7 +235,7 @@ def test_the_launch_form_says_what_blanks_fall_back_to_and_prefills_from_the_las
     own_defaults(model_dir, rank=4)
     taste.refresh_from_db()
     form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
-    assert "Blank: 0.003 (model's own default (chisel.json))" in form.fields["learning_rate"].help_text
+    assert "Blank: 0.003 (model's own default, from its chisel.json)" in form.fields["learning_rate"].help_text
     assert form.fields["rank"].help_text.startswith("Blank: 4 (model's own default")
     blanks = {name: "" for name in ("steps", "guidance", "size", "beta", "learning_rate", "train_steps", "rank",
                                     "reference")}

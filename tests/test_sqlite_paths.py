@@ -117,7 +117,7 @@ def test_the_admin_launch_form_launches_by_tags_on_sqlite(sqlite_env):
         form = browser.get("/admin/annotate/round/launch/?taste=demo")
         page = html.unescape(form.text)
         assert form.status_code == 200 and "Blank: 64 (toy-flux's default)" in page
-        assert "Blank: 0.003 (toy-flux's own default (chisel.json))" in page
+        assert "Blank: 0.003 (toy-flux's own default, from its chisel.json)" in page
         assert 'name="pair_quota" value="4"' in page  # pre-filled from the demo's round 1
         fields = {"taste": "demo", "prompt_tags": "toy", "heldout_share": "0.2", "pair_quota": "60",
                   "label_quota": "120", "overlap": "2", "eval_pair_quota": "24", "promotion_threshold": "0.5",
