@@ -255,6 +255,7 @@ def test_create_taste_records_the_toy_models_own_size_and_steps():
 
     out = io.StringIO()
     call_command("create_taste", "shapes", "--model", "models/toy-sd", stdout=out)
+    assert f"sampled at 64×64 px in {toy.SAMPLING['sd']['steps']} steps" in out.getvalue()
     base = Checkpoint.objects.get(taste__slug="shapes").base_model
     assert (base.kind, base.default_width, base.default_height, base.default_steps) == (
         "sd", 64, 64, toy.SAMPLING["sd"]["steps"])
