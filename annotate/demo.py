@@ -14,6 +14,7 @@ from PIL import ImageDraw, ImageFilter
 
 from annotate import services
 from annotate.images import image_store
+from annotate.launch_settings import QUOTAS
 from annotate.models import BaseModel, Checkpoint, Pair, Prompt, Round, Taste
 
 SHAPES = ("circle", "square", "triangle")
@@ -78,24 +79,25 @@ TOY_MODEL = Path(settings.BASE_DIR) / "models" / "toy-flux"
 
 
 def toy_base_model(folder: Path) -> BaseModel:
-    """The base model row of a toy model folder (FLUX or SD), sampled with the toy defaults of its family."""
+    """The base model row of a toy model folder (FLUX or SD), sampled with its own defaults (its chisel.json; the toy
+    defaults of its family where the folder has none)."""
+    from annotate.launch_settings import base_model_fields
     from sampler.loading import model_kind
     from sampler.toy import defaults
 
     kind = model_kind(folder)
-    sampling = defaults.SAMPLING[kind]
+    toy = {f"default_{key}": value for key, value in defaults.SAMPLING[kind].items()}
     base, _ = BaseModel.objects.get_or_create(
-        name=folder.name,
-        defaults={"kind": kind, "path": str(folder.resolve()), "default_steps": sampling["steps"],
-                  "default_guidance": sampling["guidance"], "default_width": sampling["width"],
-                  "default_height": sampling["height"], "default_max_sequence_length": sampling["max_sequence_length"]},
+        name=folder.name, defaults={"kind": kind, "path": str(folder.resolve()), **toy, **base_model_fields(folder)},
     )
     return base
 
 
-def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> Round:
+def demo_sampling_round(*, taste: Taste, pairs: int = QUOTAS["pair_quota"], overlap: int = QUOTAS["overlap"]) -> Round:
     """A round in the sampling state on the toy model, with held-out prompts for its evaluation: the demo's
-    worker samples its pairs, and the round trains and evaluates itself once its labels are in."""
+    worker samples its pairs, and the round trains and evaluates itself once its labels are in. Its quotas are the
+    launch form's starting ones (annotate/launch_settings.py), so round 2 launched with the form's values matches it."""
+    from annotate.launch_settings import training_config
     from sampler.toy import defaults
 
     base = toy_base_model(TOY_MODEL)
@@ -106,13 +108,14 @@ def demo_sampling_round(*, taste: Taste, pairs: int = 60, overlap: int = 2) -> R
     heldout_ids = [Prompt.objects.create(text=text, tags=["toy"], split=Prompt.Split.HELDOUT).pk for text in heldout]
     return Round.objects.create(
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
-        label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=24, guard_rails={"adherence": {"max_drop": 0.05}},
+        label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=QUOTAS["eval_pair_quota"],
+        promotion_threshold=QUOTAS["promotion_threshold"], guard_rails={"adherence": {"max_drop": 0.05}},
         sampling_config={"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": 20, "batch": 8},
-        training_config=defaults.TRAINING[base.kind],
+        training_config=training_config(base=base, chosen={}) or defaults.TRAINING[base.kind],
     )
 
 
-def demo_world_seed(*, pairs: int = 60) -> dict[str, str]:
+def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"]) -> dict[str, str]:
     """The demo taste, a lead and two annotators, and one round of pairs; returns username → password.
 
     Safe to run again: existing users and the round are kept, and the saved logins are returned.

@@ -6,9 +6,12 @@ from pathlib import Path
 
 from django.db import transaction
 
-from annotate import locks, loop, rounds
+from django.db import connection
+
+from annotate import launch_settings, locks, loop, rounds
 from annotate.errors import DomainError
 from annotate.models import Prompt, Round, Taste
+from sampler.model_defaults import ModelDefaultsError
 from trainer.config import TrainConfig
 
 DEFAULT_GUARD_RAILS = {"adherence": {"max_drop": 0.05}}
@@ -22,14 +25,14 @@ class LaunchSettings:
     prompt_ids: list[int] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     prompt_texts: list[str] = field(default_factory=list)
-    heldout_share: float = 0.2
-    pair_quota: int = 200
-    label_quota: int = 400
-    overlap: int = 2
-    eval_pair_quota: int = 48
+    heldout_share: float = launch_settings.QUOTAS["heldout_share"]
+    pair_quota: int = launch_settings.QUOTAS["pair_quota"]
+    label_quota: int = launch_settings.QUOTAS["label_quota"]
+    overlap: int = launch_settings.QUOTAS["overlap"]
+    eval_pair_quota: int = launch_settings.QUOTAS["eval_pair_quota"]
     sampling: dict = field(default_factory=dict)  # SAMPLING_KEYS; missing ones fall back to the base model's
-    training: dict = field(default_factory=dict)  # trainer.config.TrainConfig fields
-    promotion_threshold: float = 0.5
+    training: dict = field(default_factory=dict)  # TrainConfig fields; missing ones: the base model's (chisel.json)
+    promotion_threshold: float = launch_settings.QUOTAS["promotion_threshold"]
     guard_rails: dict = field(default_factory=lambda: dict(DEFAULT_GUARD_RAILS))
     auto_advance: bool = True
     seed: int = 0  # which prompts are held out
@@ -43,14 +46,15 @@ def round_launch(*, taste: Taste, settings: LaunchSettings, start: bool = True) 
     with transaction.atomic():
         taste = locks.lock_taste(taste_id=taste.pk).select_related("current_checkpoint__base_model").get()
         _check(taste, settings)
+        sampling, training = _resolved(taste, settings)
         train_ids, heldout_ids = _prompts(settings)
         round_ = Round.objects.create(
             taste=taste, number=(taste.rounds.order_by("-number").values_list("number", flat=True).first() or 0) + 1,
             parent_checkpoint=taste.current_checkpoint, pair_quota=settings.pair_quota,
             label_quota=settings.label_quota, overlap=settings.overlap, eval_pair_quota=settings.eval_pair_quota,
             promotion_threshold=settings.promotion_threshold, guard_rails=settings.guard_rails,
-            auto_advance=settings.auto_advance, training_config=settings.training,
-            sampling_config={**settings.sampling, "prompt_ids": train_ids, "eval_prompt_ids": heldout_ids},
+            auto_advance=settings.auto_advance, training_config=training,
+            sampling_config={**sampling, "prompt_ids": train_ids, "eval_prompt_ids": heldout_ids},
         )
         if start:
             loop.round_start(round_id=round_.pk)
@@ -87,17 +91,47 @@ def _check(taste: Taste, settings: LaunchSettings) -> None:
     unknown = sorted(set(settings.sampling) - set(SAMPLING_KEYS))
     if unknown:
         raise DomainError(f"Unknown sampling settings: {', '.join(unknown)}.")
+    sampling, training = _resolved(taste, settings)
     try:
-        TrainConfig.from_dict(settings.training)
+        TrainConfig.from_dict(training)
     except (TypeError, ValueError) as exc:
         raise DomainError(f"Training settings: {exc}") from exc
+    try:
+        launch_settings.check_bounds(_bounded_values(settings, sampling, training))
+    except ValueError as exc:
+        raise DomainError(str(exc)) from exc
+
+
+def _resolved(taste: Taste, settings: LaunchSettings) -> tuple[dict, dict]:
+    """(sampling, training) as the round records them: the lead's choices over the base model's defaults."""
+    base = taste.current_checkpoint.base_model
+    sampling = {**launch_settings.base_sampling(base), **settings.sampling}
+    return sampling, launch_settings.training_config(base=base, chosen=settings.training)
+
+
+def _bounded_values(settings: LaunchSettings, sampling: dict, training: dict) -> dict:
+    return {**{key: getattr(settings, key) for key in launch_settings.QUOTAS},
+            **{f"sampling.{key}": value for key, value in sampling.items()},
+            **{f"training.{key}": value for key, value in training.items()}}
+
+
+def launch_warnings(*, taste: Taste, settings: LaunchSettings) -> list[str]:
+    """One line per setting outside the usual range of the base model's family (the launch goes ahead)."""
+    checkpoint = taste.current_checkpoint
+    if checkpoint is None:
+        return []
+    base = checkpoint.base_model
+    sampling, training = _resolved(taste, settings)
+    defaults = {**{f"sampling.{k}": v for k, v in launch_settings.base_sampling(base).items()},
+                **{f"training.{k}": v for k, v in launch_settings.base_training(base).items()}}
+    return launch_settings.unusual(_bounded_values(settings, sampling, training), family=base.kind, defaults=defaults)
 
 
 def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
     """(train, held-out) prompt ids; the held-out ones are marked so and never sampled for training."""
     ids = set(settings.prompt_ids)
     if settings.tags:
-        ids |= set(Prompt.objects.filter(tags__contains=settings.tags).values_list("id", flat=True))
+        ids |= set(prompt_ids_tagged(settings.tags))
     texts = [text.strip() for text in settings.prompt_texts if text.strip()]
     ids |= {Prompt.objects.create(text=text).pk for text in dict.fromkeys(texts)}
     known = set(Prompt.objects.filter(pk__in=ids).values_list("id", flat=True))
@@ -114,6 +148,15 @@ def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
     return train, heldout
 
 
+def prompt_ids_tagged(tags: list[str]) -> list[int]:
+    """Ids of the prompts carrying every one of `tags`, on any database (SQLite has no JSON containment)."""
+    if connection.features.supports_json_field_contains:
+        return list(Prompt.objects.filter(tags__contains=list(tags)).values_list("id", flat=True))
+    wanted = set(tags)
+    rows = Prompt.objects.values_list("id", "tags").iterator(chunk_size=2000)
+    return [pk for pk, carried in rows if isinstance(carried, list) and wanted <= set(carried)]
+
+
 def taste_base_checkpoint(*, taste: Taste, model_path: Path, name: str = "", **defaults) -> "Checkpoint":
     """Start (or restart) a taste from a base model folder: its bare base becomes the current checkpoint."""
     from annotate.models import BaseModel, Checkpoint
@@ -122,11 +165,12 @@ def taste_base_checkpoint(*, taste: Taste, model_path: Path, name: str = "", **d
     path = Path(model_path).resolve()
     try:
         kind = model_kind(path)
-    except ModelLoadError as exc:
+        own = launch_settings.base_model_fields(path)  # the folder's chisel.json: a 64 px toy is not sampled at 1024
+    except (ModelLoadError, ModelDefaultsError) as exc:
         raise DomainError(str(exc)) from exc
     with transaction.atomic():
         base, _ = BaseModel.objects.get_or_create(path=str(path), defaults={"name": name or path.name, "kind": kind,
-                                                                            **defaults})
+                                                                            **own, **defaults})
         checkpoint = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CANDIDATE)
         loop.checkpoint_promote(taste=taste, checkpoint=checkpoint)
     checkpoint.refresh_from_db()

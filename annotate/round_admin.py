@@ -1,6 +1,5 @@
 """The lead's cockpit in the admin: launch a round, watch its progress live, steer it with actions."""
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,67 +10,9 @@ from django.views.decorators.http import require_POST
 
 from annotate import loop, rounds
 from annotate.errors import DomainError
-from annotate.launch import LaunchSettings, round_launch
+from annotate.launch import launch_warnings, round_launch
+from annotate.launch_form import LaunchRoundForm
 from annotate.models import Round, Taste
-
-MAX_PROMPT_FILE = 2 * 1024 * 1024
-
-
-class LaunchRoundForm(forms.Form):
-    """Every setting of a round; empty optional fields fall back to the base model's and the trainer's defaults."""
-
-    taste = forms.ModelChoiceField(queryset=Taste.objects.order_by("slug"), to_field_name="slug")
-    prompt_tags = forms.CharField(required=False, help_text="Stored prompts carrying all these comma-separated tags.")
-    prompt_file = forms.FileField(required=False, help_text="A UTF-8 text file, one prompt per line.")
-    prompt_text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="One prompt per line.")
-    heldout_share = forms.FloatField(initial=0.2, min_value=0.01, max_value=0.9,
-                                     help_text="Share of the prompts kept out of training, for evaluation.")
-    pair_quota = forms.IntegerField(initial=200, min_value=1)
-    label_quota = forms.IntegerField(initial=400, min_value=1, help_text="Train labels collected before training.")
-    overlap = forms.IntegerField(initial=2, min_value=1, max_value=20, help_text="Annotators per pair.")
-    eval_pair_quota = forms.IntegerField(initial=48, min_value=1, help_text="Child-vs-parent pairs.")
-    steps = forms.IntegerField(required=False, min_value=1, label="Sampling steps")
-    guidance = forms.FloatField(required=False, min_value=0)
-    size = forms.IntegerField(required=False, min_value=64, max_value=4096, help_text="Width and height in pixels.")
-    beta = forms.FloatField(required=False, min_value=1, label="DPO β")
-    learning_rate = forms.FloatField(required=False, min_value=0)
-    train_steps = forms.IntegerField(required=False, min_value=1)
-    rank = forms.IntegerField(required=False, min_value=1, max_value=256, label="LoRA rank")
-    reference = forms.ChoiceField(choices=[("base", "base model"), ("parent", "parent (the model of the previous round)")],
-                                  initial="base", help_text="What the DPO objective measures the policy against.")
-    promotion_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=1,
-                                           help_text="Promote when the win rate's 95% lower bound clears this.")
-    adherence_max_drop = forms.FloatField(initial=0.05, min_value=0, max_value=1, required=False,
-                                          help_text="Guard-rail: caption adherence may drop at most this much (toy world).")
-    auto_advance = forms.BooleanField(initial=True, required=False,
-                                      help_text="Train and decide by itself once the quotas are met.")
-
-    def clean_prompt_file(self):
-        upload = self.cleaned_data.get("prompt_file")
-        if upload is None:
-            return []
-        if upload.size > MAX_PROMPT_FILE:
-            raise forms.ValidationError("The prompt file is larger than 2 MB.")
-        try:
-            return upload.read().decode("utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise forms.ValidationError("The prompt file is not UTF-8 text.") from exc
-
-    def settings(self) -> LaunchSettings:
-        data = self.cleaned_data
-        optional = lambda pairs: {key: data[field] for key, field in pairs if data.get(field) is not None}  # noqa: E731
-        sampling = optional([("steps", "steps"), ("guidance", "guidance"), ("width", "size"), ("height", "size")])
-        training = {**optional([("beta", "beta"), ("learning_rate", "learning_rate"), ("steps", "train_steps"),
-                                ("rank", "rank")]), "reference": data["reference"]}
-        rails = {} if data.get("adherence_max_drop") is None else {"adherence": {"max_drop": data["adherence_max_drop"]}}
-        return LaunchSettings(
-            tags=[t.strip() for t in data["prompt_tags"].split(",") if t.strip()],
-            prompt_texts=data["prompt_file"] + data["prompt_text"].splitlines(), heldout_share=data["heldout_share"],
-            pair_quota=data["pair_quota"], label_quota=data["label_quota"], overlap=data["overlap"],
-            eval_pair_quota=data["eval_pair_quota"], sampling=sampling, training=training,
-            promotion_threshold=data["promotion_threshold"], guard_rails=rails, auto_advance=data["auto_advance"],
-        )
-
 
 # name → (label, the service that performs it, states in which the button shows)
 ACTIONS = {
@@ -122,8 +63,11 @@ class RoundCockpit:
     def launch_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = LaunchRoundForm(request.POST or None, request.FILES or None,
-                               initial={"taste": request.GET.get("taste")})
+        slug = request.POST.get("taste") or request.GET.get("taste")
+        tastes = Taste.objects.select_related("current_checkpoint__base_model")
+        taste = tastes.filter(slug=slug).first() if slug else (tastes.get() if tastes.count() == 1 else None)
+        form = LaunchRoundForm(request.POST or None, request.FILES or None, taste=taste,
+                               initial={"taste": taste.slug if taste else None})
         if request.method == "POST" and form.is_valid():
             try:
                 round_ = round_launch(taste=form.cleaned_data["taste"], settings=form.settings())
@@ -131,6 +75,8 @@ class RoundCockpit:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Launched round {round_.number} of {round_.taste.slug}.")
+                for warning in launch_warnings(taste=round_.taste, settings=form.settings()):
+                    messages.warning(request, warning)
                 return redirect("admin:annotate_round_change", round_.pk)
         context = {**self.admin_site.each_context(request), "title": "Launch a round", "form": form,
                    "opts": self.model._meta}

@@ -59,6 +59,13 @@ def test_a_launch_splits_the_prompts_and_starts_sampling(ready_taste):
         ({"training": {"learning_rte": 1}}, "Unknown training settings"),
         ({"sampling": {"stpes": 4}}, "Unknown sampling settings"),
         ({"prompt_ids": [999999]}, "Unknown prompt ids"),
+        ({"training": {"learning_rate": 1e9}}, "learning rate 1000000000.0 is out of bounds"),
+        ({"training": {"beta": 1e12}}, "DPO β 1000000000000.0 is out of bounds"),
+        ({"training": {"steps": 100_000_000}}, "training steps 100000000 is out of bounds"),
+        ({"training": {"learning_rate": float("nan")}}, "learning rate nan is out of bounds"),
+        ({"sampling": {"steps": 10_000}}, "sampling steps 10000 is out of bounds"),
+        ({"sampling": {"width": 100_000}}, "width 100000 is out of bounds"),
+        ({"pair_quota": 10**7, "label_quota": 10}, "pair quota 10000000 is out of bounds"),
     ],
 )
 def test_bad_settings_are_refused_and_create_nothing(ready_taste, changes, message):
@@ -153,3 +160,108 @@ def test_the_commands_create_a_taste_launch_a_round_and_report_it(model_dir, tmp
         call_command("create_taste", "broken", "--model", str(tmp_path / "nothing"), stdout=io.StringIO())
     with pytest.raises(CommandError, match="There is no round"):
         call_command("round_status", "999999")
+
+
+def own_defaults(folder, **training):
+    """Give a model folder its own chisel.json (a 64 px model trained at lr 3e-3, β 1000 by default)."""
+    from sampler.model_defaults import ModelDefaults, write_model_defaults
+
+    write_model_defaults(folder, ModelDefaults(
+        sampling={"steps": 12, "guidance": 3.0, "width": 64, "height": 64, "max_sequence_length": 32},
+        training={"learning_rate": 3e-3, "beta": 1000.0, "steps": 300, "reference": "base", **training},
+    ))
+
+
+def test_blank_model_settings_take_the_base_models_own_defaults(taste, model_dir):
+    own_defaults(model_dir)
+    taste_base_checkpoint(taste=taste, model_path=model_dir)
+    taste.refresh_from_db()
+    base = taste.current_checkpoint.base_model
+    assert (base.default_width, base.default_steps, base.default_guidance) == (64, 12, 3.0)
+    round_ = round_launch(taste=taste, settings=settings(training={"rank": 4}))
+    assert round_.training_config == {"learning_rate": 3e-3, "beta": 1000.0, "steps": 300, "reference": "base",
+                                      "rank": 4}
+    assert [round_.sampling_config[k] for k in ("steps", "width", "height")] == [12, 64, 64]
+    Round.objects.update(state="done")
+    scaled = round_launch(taste=taste, settings=settings(training={"beta": 2000.0}))
+    assert scaled.training_config["learning_rate"] == pytest.approx(1.5e-3)  # the rate scales with 1/β
+
+
+def test_unusual_settings_launch_with_a_warning_naming_the_usual_range(ready_taste):
+    from annotate.launch import launch_warnings
+
+    usual = settings(training={"learning_rate": 1e-4, "beta": 2000.0})
+    assert launch_warnings(taste=ready_taste, settings=usual) == []
+    odd = settings(training={"learning_rate": 0.05, "beta": 50.0}, sampling={"steps": 4}, overlap=2, eval_pair_quota=4)
+    assert launch_warnings(taste=ready_taste, settings=odd) == [
+        "The eval pair quota 4 is unusual (usually 16–400).",
+        "The sampling steps 4 is unusual for this FLUX model (usually 20–50).",
+        "The learning rate 0.05 is unusual for this FLUX model (usually 1e-05–0.001).",
+        "The DPO β 50 is unusual for this FLUX model (usually 500–5000).",
+    ]
+    assert round_launch(taste=ready_taste, settings=odd).state == "sampling"
+
+
+def launch_form(taste, **changes) -> dict:
+    return {"taste": taste.slug, "prompt_text": "\n".join(PROMPTS), "heldout_share": 0.2, "pair_quota": 10,
+            "label_quota": 20, "overlap": 2, "eval_pair_quota": 8, "promotion_threshold": 0.5,
+            "adherence_max_drop": 0.05, "auto_advance": "on", **changes}
+
+
+def test_the_launch_form_bounds_every_number_and_warns_on_the_unusual(lead_browser, ready_taste):
+    absurd = lead_browser.post("/admin/annotate/round/launch/", launch_form(
+        ready_taste, learning_rate="1e9", beta="1e12", train_steps="100000000", steps="100000", guidance="1000"))
+    assert absurd.status_code == 200 and not Round.objects.exists()
+    errors = absurd.context["form"].errors
+    assert set(errors) == {"learning_rate", "beta", "train_steps", "steps", "guidance"}
+    assert errors["learning_rate"] == ["Ensure this value is less than or equal to 0.1."]
+    launched = lead_browser.post("/admin/annotate/round/launch/", launch_form(ready_taste, learning_rate="0.05"),
+                                 follow=True)
+    assert Round.objects.get().training_config["learning_rate"] == 0.05
+    shown = [str(m) for m in launched.context["messages"]]
+    assert "The learning rate 0.05 is unusual for this FLUX model (usually 1e-05–0.001)." in shown
+
+
+def test_the_launch_form_says_what_blanks_fall_back_to_and_prefills_from_the_last_round(lead_browser, taste, model_dir):
+    page = lead_browser.get("/admin/annotate/round/launch/")
+    assert "this taste has no model yet" in page.content.decode()  # the only taste, chosen for the lead
+    taste_base_checkpoint(taste=taste, model_path=model_dir)  # no chisel.json: FLUX.1's defaults
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
+    assert form.fields["learning_rate"].help_text.endswith(
+        "Blank: 0.0001 (the FLUX family's default). Usually 1e-05–0.001 for this FLUX model.")
+    assert form.fields["size"].help_text.startswith("Width and height in pixels. Blank: 1024 (model's default).")
+    assert (form.initial["pair_quota"], form.initial["learning_rate"], form.initial["size"]) == (60, 1e-4, 1024)
+
+    own_defaults(model_dir, rank=4)
+    taste.refresh_from_db()
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
+    assert "Blank: 0.003 (model's own default, from its chisel.json)" in form.fields["learning_rate"].help_text
+    assert form.fields["rank"].help_text.startswith("Blank: 4 (model's own default")
+    blanks = {name: "" for name in ("steps", "guidance", "size", "beta", "learning_rate", "train_steps", "rank",
+                                    "reference")}
+    assert lead_browser.post("/admin/annotate/round/launch/", launch_form(taste, **blanks)).status_code == 302
+    first = Round.objects.get()
+    assert first.training_config == {"learning_rate": 3e-3, "beta": 1000.0, "steps": 300, "reference": "base",
+                                     "rank": 4}
+    first.state = "done"
+    first.save()
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
+    assert (form.initial["pair_quota"], form.initial["eval_pair_quota"], form.initial["learning_rate"],
+            form.initial["rank"], form.initial["heldout_share"]) == (10, 8, 3e-3, 4, 0.2)
+
+
+def test_create_taste_records_the_toy_models_own_size_and_steps():
+    from sampler.toy import defaults as toy
+
+    out = io.StringIO()
+    call_command("create_taste", "shapes", "--model", "models/toy-sd", stdout=out)
+    assert f"sampled at 64×64 px in {toy.SAMPLING['sd']['steps']} steps" in out.getvalue()
+    base = Checkpoint.objects.get(taste__slug="shapes").base_model
+    assert (base.kind, base.default_width, base.default_height, base.default_steps) == (
+        "sd", 64, 64, toy.SAMPLING["sd"]["steps"])
+
+
+def test_a_broken_chisel_json_is_refused_in_one_line(model_dir):
+    (model_dir / "chisel.json").write_text('{"sampling": {"steps": -3}}')
+    with pytest.raises(CommandError, match="sampling steps must be a positive whole number"):
+        call_command("create_taste", "broken", "--model", str(model_dir), stdout=io.StringIO())

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image as PILImage
 
 from annotate import services
 from annotate.models import BaseModel, Checkpoint
@@ -68,3 +69,30 @@ def test_clear_errors(tmp_path):
         run("--model", str(tmp_path), "--prompts", str(prompts), "--seeds", "7", "--out", str(tmp_path))
     with pytest.raises(CommandError, match="model_index.json is missing"):
         run("--model", str(tmp_path), "--prompts", str(prompts), "--out", str(tmp_path / "o"))
+
+
+def test_a_model_folder_is_sampled_with_its_own_defaults(tmp_path):
+    """models/toy-flux carries chisel.json: without size or step flags it samples at 64 px and the toy's steps."""
+    from sampler.toy import defaults as toy
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    run("--model", "models/toy-flux", "--prompts", str(prompts), "--seeds", "0:1", "--out", str(tmp_path / "out"))
+    record = json.loads((tmp_path / "out" / "manifest.json").read_text())[0]
+    expected = toy.SAMPLING["flux"]
+    assert (record["width"], record["height"], record["steps"]) == (64, 64, expected["steps"])
+    assert record["max_sequence_length"] == expected["max_sequence_length"]
+    with PILImage.open(tmp_path / "out" / record["file"]) as image:
+        assert image.size == (64, 64)
+
+
+def test_a_broken_chisel_json_is_one_line(models, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(models[0], folder)
+    (folder / "chisel.json").write_text("{not json")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    with pytest.raises(CommandError, match="chisel.json is not valid JSON"):
+        run("--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))

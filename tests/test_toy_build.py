@@ -6,7 +6,9 @@ from django.core.management import CommandError, call_command
 from annotate.demo import TOY_MODEL
 from sampler.generate import render
 from sampler.loading import load_pipeline, model_kind
+from sampler.model_defaults import read_model_defaults
 from sampler.spec import ModelSpec, SampleParams
+from sampler.toy import defaults as toy
 from sampler.toy import pretrain, pretrain_sd
 
 
@@ -21,6 +23,7 @@ def test_a_short_flux_build_saves_a_loadable_pipeline(tmp_path):
     report = pretrain.build(tmp_path / "flux", recipe, minutes=2)
     assert not report.stopped_early and report.size_bytes > 0
     assert model_kind(tmp_path / "flux") == "flux"
+    assert read_model_defaults(tmp_path / "flux") == toy.model_defaults("flux")  # its chisel.json
     assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
 
 
@@ -29,6 +32,7 @@ def test_a_short_sd_build_reuses_the_flux_models_vae_and_text_encoder(tmp_path):
     report = pretrain_sd.build_sd(tmp_path / "sd", TOY_MODEL, recipe, minutes=2)
     assert report.steps == 4 and not report.stopped_early
     assert model_kind(tmp_path / "sd") == "sd"
+    assert read_model_defaults(tmp_path / "sd") == toy.model_defaults("sd")
     for part in ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         assert (tmp_path / "sd" / part).read_bytes() == (TOY_MODEL / part).read_bytes()
     assert [image.size for image in samples(tmp_path / "sd")] == [(64, 64)] * 2
@@ -38,3 +42,8 @@ def test_the_sd_build_needs_the_flux_model_first(tmp_path):
     with pytest.raises(CommandError, match="build the FLUX toy model first"):
         call_command("toy_model", "build", "--family", "sd", "--flux-model", str(tmp_path / "missing"),
                      "--out", str(tmp_path / "sd"))
+
+
+@pytest.mark.parametrize("family, folder", [("flux", "models/toy-flux"), ("sd", "models/toy-sd")])
+def test_the_committed_toy_models_carry_what_their_build_writes(family, folder):
+    assert read_model_defaults(folder) == toy.model_defaults(family)

@@ -14,6 +14,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
+from sampler.model_defaults import ModelDefaults, write_model_defaults
 from sampler.toy.tokenizers import clip_tokenizer, t5_tokenizer
 
 TEXT_WIDTH = 32
@@ -101,8 +102,11 @@ def tiny_unet(*, latent_channels: int, widths: tuple[int, int] = (32, 64), layer
     )
 
 
-def save(pipeline, out: Path) -> Path:
-    """Write `pipeline` in the diffusers folder layout, loadable with `from_pretrained(out)`."""
+def save(pipeline, out: Path, defaults: ModelDefaults | None = None) -> Path:
+    """Write `pipeline` in the diffusers folder layout, loadable with `from_pretrained(out)`, with the model's own
+    sampling and training `defaults` beside it (chisel.json) when given."""
     out.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out, safe_serialization=True)
+    if defaults is not None:
+        write_model_defaults(out, defaults)
     return out

@@ -1,5 +1,6 @@
 """Settings the rest of Chisel uses with the toy models: how to sample them and how to train a round on each."""
 
+from sampler.model_defaults import ModelDefaults
 from sampler.toy.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEQUENCE_LENGTH
 from sampler.toy.world import COLOURS, SHAPES, captions
 
@@ -22,6 +23,11 @@ TRAINING = {
     "flux": {**_COMMON, "learning_rate": 3e-3, "reference": "base"},
     "sd": {**_COMMON, "learning_rate": 3e-4, "reference": "parent", "sft_weight": 50.0},
 }
+
+
+def model_defaults(family: str) -> ModelDefaults:
+    """What a toy model build writes beside its model_index.json (sampler/model_defaults.py's chisel.json)."""
+    return ModelDefaults(sampling=dict(SAMPLING[family]), training=dict(TRAINING[family]))
 
 
 def split_captions() -> tuple[list[str], list[str]]:

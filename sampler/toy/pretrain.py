@@ -13,6 +13,8 @@ import torch
 from diffusers import FluxPipeline
 from tqdm import tqdm
 
+from sampler.model_defaults import ModelDefaults, write_model_defaults
+from sampler.toy import defaults as toy_defaults
 from sampler.toy.build import tiny_flux
 from sampler.toy.evaluate import MAX_SEQUENCE_LENGTH
 from sampler.toy.world import WORDS, captions, sample
@@ -235,13 +237,16 @@ def step_with_ema(model, ema, optimiser, loss: torch.Tensor, *, step: int, ema_d
             kept.lerp_(live, 1 - decay)
 
 
-def save_atomically(pipeline: FluxPipeline, out: Path) -> int:
-    """`save_pretrained` into a temporary folder beside `out`, then swap it in; returns the size in bytes."""
+def save_atomically(pipeline: FluxPipeline, out: Path, defaults: ModelDefaults | None = None) -> int:
+    """`save_pretrained` (and the model's own `defaults`, chisel.json) into a temporary folder beside `out`, then
+    swap it in; returns the size in bytes."""
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
+        if defaults is not None:
+            write_model_defaults(staging, defaults)
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         old = None
         if out.exists():
@@ -285,7 +290,7 @@ def build(out: Path, recipe: Recipe = Recipe(), minutes: float = 11.0) -> BuildR
     """Pretrain and save to `out` (atomically); the folder loads with `FluxPipeline.from_pretrained(out)`."""
     start = time.monotonic()
     pipeline, stats = pretrain(recipe, minutes)
-    size = save_atomically(pipeline, out)
+    size = save_atomically(pipeline, out, toy_defaults.model_defaults("flux"))
     return BuildReport(
         out=str(out), recipe=asdict(recipe), vae_seconds=stats["vae_seconds"], vae_loss=stats["vae_loss"],
         vae_steps=stats["vae_steps"], transformer_seconds=stats["transformer_seconds"],

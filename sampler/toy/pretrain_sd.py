@@ -9,6 +9,7 @@ import torch
 from diffusers import DDIMScheduler, FluxPipeline, StableDiffusionPipeline
 from tqdm import tqdm
 
+from sampler.toy import defaults as toy_defaults
 from sampler.toy.build import tiny_unet
 from sampler.toy.pretrain import Phase, _seed_everything, _to_unit, dataset, save_atomically, step_with_ema
 from sampler.toy.world import captions
@@ -117,6 +118,6 @@ def build_sd(out: Path, flux_model: Path, recipe: SdRecipe = SdRecipe(), minutes
     pixels, labels = dataset(recipe)
     latents = encode(pipeline, pixels)
     steps, loss = train_unet(pipeline, latents, labels, recipe, deadline=start + minutes * 60 - 20)
-    size = save_atomically(pipeline, out)
+    size = save_atomically(pipeline, out, toy_defaults.model_defaults("sd"))
     return SdBuildReport(out=str(out), recipe=asdict(recipe), steps=steps, loss=loss,
                          seconds=time.monotonic() - start, size_bytes=size)

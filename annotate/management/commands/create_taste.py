@@ -34,4 +34,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Created taste '{taste.slug}' ({taste.name}).")
         if model is not None:
-            self.stdout.write(f"Its current checkpoint is the bare base model {checkpoint.base_model.path}.")
+            base = checkpoint.base_model
+            self.stdout.write(f"Its current checkpoint is the bare base model {base.path}, sampled at "
+                              f"{base.default_width}×{base.default_height} px in {base.default_steps} steps "
+                              f"(change it in the admin's base models).")

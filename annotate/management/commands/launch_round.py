@@ -5,7 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.errors import DomainError
-from annotate.launch import LaunchSettings, round_launch
+from annotate.launch import LaunchSettings, launch_warnings, round_launch
+from annotate.launch_settings import QUOTAS
 from annotate.models import Taste
 
 
@@ -17,20 +18,24 @@ class Command(BaseCommand):
         prompts = parser.add_argument_group("prompts (at least one source)")
         prompts.add_argument("--prompts", type=Path, help="a text file, one prompt per line")
         prompts.add_argument("--tags", default="", help="stored prompts carrying all these comma-separated tags")
-        parser.add_argument("--held-out", type=float, default=0.2, help="share of prompts kept for evaluation")
-        parser.add_argument("--pairs", type=int, default=200, help="train pairs to sample")
+        parser.add_argument("--held-out", type=float, default=QUOTAS["heldout_share"],
+                            help="share of prompts kept for evaluation")
+        parser.add_argument("--pairs", type=int, default=QUOTAS["pair_quota"], help="train pairs to sample")
         parser.add_argument("--labels", type=int, default=None, help="train labels before training (default pairs × overlap)")
-        parser.add_argument("--overlap", type=int, default=2, help="annotators per pair")
-        parser.add_argument("--eval-pairs", type=int, default=48)
-        parser.add_argument("--steps", type=int, help="sampling steps (default: the base model's)")
-        parser.add_argument("--guidance", type=float)
-        parser.add_argument("--size", type=int, help="image width and height in pixels")
-        parser.add_argument("--beta", type=float)
-        parser.add_argument("--lr", type=float)
-        parser.add_argument("--train-steps", type=int)
-        parser.add_argument("--rank", type=int)
-        parser.add_argument("--reference", choices=("parent", "base"))
-        parser.add_argument("--threshold", type=float, default=0.5, help="promote when the win rate's lower bound clears it")
+        parser.add_argument("--overlap", type=int, default=QUOTAS["overlap"], help="annotators per pair")
+        parser.add_argument("--eval-pairs", type=int, default=QUOTAS["eval_pair_quota"])
+        model = parser.add_argument_group("model settings (default: the base model's own, from its chisel.json, "
+                                          "else its family's)")
+        model.add_argument("--steps", type=int, help="sampling steps")
+        model.add_argument("--guidance", type=float)
+        model.add_argument("--size", type=int, help="image width and height in pixels")
+        model.add_argument("--beta", type=float)
+        model.add_argument("--lr", type=float)
+        model.add_argument("--train-steps", type=int)
+        model.add_argument("--rank", type=int)
+        model.add_argument("--reference", choices=("parent", "base"))
+        parser.add_argument("--threshold", type=float, default=QUOTAS["promotion_threshold"],
+                            help="promote when the win rate's lower bound clears it")
         parser.add_argument("--no-auto-advance", action="store_true", help="advance each step by hand from the admin")
 
     def handle(self, *args, **o):
@@ -41,7 +46,10 @@ class Command(BaseCommand):
         if o["prompts"]:
             if not o["prompts"].is_file():
                 raise CommandError(f"No prompt file at {o['prompts']}.")
-            texts = o["prompts"].read_text().splitlines()
+            try:
+                texts = o["prompts"].read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"Cannot read the prompt file {o['prompts']}: {exc}") from exc
         sampling = {key: value for key, value in (("steps", o["steps"]), ("guidance", o["guidance"]),
                                                   ("width", o["size"]), ("height", o["size"])) if value is not None}
         training = {key: value for key, value in (("beta", o["beta"]), ("learning_rate", o["lr"]),
@@ -57,6 +65,8 @@ class Command(BaseCommand):
             round_ = round_launch(taste=taste, settings=settings)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
+        for warning in launch_warnings(taste=round_.taste, settings=settings):
+            self.stderr.write(f"Warning: {warning}")
         config = round_.sampling_config
         self.stdout.write(
             f"Launched round {round_.pk} ({taste.slug} #{round_.number}, {round_.state}): "

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from annotate.models import Checkpoint, Taste
 from annotate.sampling import checkpoint_spec
+from sampler.model_defaults import ModelDefaultsError, read_model_defaults
 from sampler.spec import ModelSpec, SampleParams
 
 
@@ -28,7 +29,8 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--checkpoint", type=int, help="a stored checkpoint's id")
         source.add_argument("--taste", help="a taste's slug: its current checkpoint")
-        source.add_argument("--model", type=Path, help="a diffusers model folder (no database needed)")
+        source.add_argument("--model", type=Path, help="a diffusers model folder (no database needed); sampled with "
+                            "its chisel.json's defaults where it has one")
         parser.add_argument("--lora", type=Path, action="append", default=[], help="with --model: LoRA folders, in order")
         parser.add_argument("--prompts", type=Path, required=True, help="a text file, one prompt per line")
         parser.add_argument("--seeds", type=seed_range, default=range(0, 4))
@@ -80,7 +82,11 @@ class Command(BaseCommand):
 
     def source(self, options) -> tuple[ModelSpec, dict]:
         if options["model"]:
-            return ModelSpec(str(options["model"]), tuple(str(p) for p in options["lora"])), {}
+            try:  # the folder's own defaults (chisel.json): a 64 px toy is not sampled at 1024 px and 28 steps
+                defaults = read_model_defaults(options["model"]).sampling
+            except ModelDefaultsError as exc:
+                raise CommandError(str(exc)) from exc
+            return ModelSpec(str(options["model"]), tuple(str(p) for p in options["lora"])), defaults
         if options["lora"]:
             raise CommandError("--lora goes with --model; a stored checkpoint brings its own LoRA chain.")
         if options["checkpoint"] is not None:
