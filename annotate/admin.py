@@ -91,7 +91,6 @@ class RoundAdmin(RoundCockpit, admin.ModelAdmin):
     list_display = ["id", "taste", "number", "state", "paused", "pair_quota", "label_quota", "overlap", "verdict",
                     "updated_at"]
     list_filter = ["taste", "state"]
-    change_form_template = "admin/annotate/round/change_form.html"
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in Round._meta.fields]
