@@ -88,6 +88,7 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
         return ["to be started"]
     reasons = ["the lead to resume it: a paused round hands out no pairs and samples nothing"] if round_.paused else []
     live = [lease for lease in leases if not lease["expired"]]
+    can_come = True
     if round_.state in (S.SAMPLING, S.ANNOTATING):
         done, total = progress["annotation"]["done"], progress["annotation"]["total"]
         if round_.state == S.SAMPLING:
@@ -95,13 +96,14 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
         if done >= total and not round_.auto_advance:
             reasons.append("the lead to advance it: its labels are in and auto-advance is off")
         elif done < total:
-            reasons.append(f"{total - done} more train labels ({done} of {total} in){_open_slots(round_, progress)}")
+            slots, can_come = _open_slots(round_, progress)
+            reasons.append(f"{_plural(total - done, 'more train label')} ({done} of {total} in); {slots}")
     elif round_.state == S.EVALUATING:
         evaluation = progress["evaluation"]
         if evaluation["pairs"] < round_.eval_pair_quota:
             reasons.append(f"eval pairs from the sampler ({evaluation['pairs']} of {round_.eval_pair_quota} made)")
         if evaluation["done"] < evaluation["total"]:
-            reasons.append(f"{evaluation['total'] - evaluation['done']} more eval labels "
+            reasons.append(f"{_plural(evaluation['total'] - evaluation['done'], 'more eval label')} "
                            f"({evaluation['done']} of {evaluation['total']} in)")
         elif not round_.auto_advance:
             reasons.append("the lead to decide: the eval labels are in and auto-advance is off")
@@ -110,10 +112,14 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
         for lease in live:
             holders[lease["annotator"]] = holders.get(lease["annotator"], 0) + 1
         stale = sum(lease["stale"] for lease in live)
-        reasons.append(f"{len(live)} outstanding lease{'s' if len(live) > 1 else ''}, held by "
+        reasons.append(f"{_plural(len(live), 'outstanding lease')}, held by "
                        + ", ".join(f"{name} ({count})" for name, count in holders.items())
                        + (f"; {stale} idle for {int(STALE_LEASE_IDLE.total_seconds() // 60)} minutes or more"
                           if stale else ""))
+        missing = progress["annotation"]["done"] < progress["annotation"]["total"]
+        if round_.state == S.ANNOTATING and missing and not can_come:
+            reasons.append("nothing but these leases can bring the missing labels: release the stale ones (their pairs "
+                           "go to the next annotator who asks), or advance now")
     for job in jobs:
         line = f"{job['kind']}: {job['detail']}"
         if job["ahead"]:
@@ -124,15 +130,17 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
     return reasons
 
 
-def _open_slots(round_: Round, progress: dict) -> str:
+def _open_slots(round_: Round, progress: dict) -> tuple[str, int]:
     """How many judgements annotators can still be handed (open slots of sampled pairs, pairs still to sample)."""
     free = sum(o - a for o, a in Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN)
                .values_list("overlap", "assigned_count"))
     unsampled = max(0, progress["sampling"]["total"] - progress["sampling"]["done"])
-    parts = [f"{free} open to annotators now"]
-    if unsampled:
-        parts.append(f"{unsampled} pairs still to sample")
-    return f"; {', '.join(parts)}"
+    parts = [f"{free} open to annotators now"] + ([f"{_plural(unsampled, 'pair')} still to sample"] if unsampled else [])
+    return ", ".join(parts), free + unsampled
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def round_settings(round_: Round) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -54,13 +54,24 @@ def held_round(taste):
 def test_the_cockpit_says_what_the_round_waits_for_and_who_holds_its_leases(lead_browser, held_round):
     round_, lease, active = held_round
     page = lead_browser.get(f"/admin/annotate/round/{round_.pk}/change/").content.decode()
-    assert "1 more train labels (3 of 4 in)" in page
+    assert "1 more train label (3 of 4 in); 1 open to annotators now" in page
     assert "2 outstanding leases, held by" in page and "closed-tab (1)" in page and "working (1)" in page
     assert "1 idle for 5 minutes or more" in page
     assert re.search(r'<tr class="stale"><td>closed-tab</td><td>%d</td>' % lease.pair_id, page)
     assert "Release stale leases" in page and "Advance now" in page
     feed = lead_browser.get(f"/admin/annotate/round/{round_.pk}/progress/").json()  # the live part says the same
     assert "closed-tab (1)" in feed["waits_html"] and feed["actions"] == ["pause", "release", "advance", "cancel"]
+
+
+def test_a_round_held_by_one_lease_says_so(lead_browser, taste):
+    round_ = make_round(taste, pairs=1, overlap=2)
+    Round.objects.filter(pk=round_.pk).update(label_quota=2, pair_quota=1)
+    judge(make_annotator(taste, "working"), taste, 1)
+    services.assignment_claim(annotator=make_annotator(taste, "closed-tab"), taste=taste, count=1)
+    page = lead_browser.get(f"/admin/annotate/round/{round_.pk}/change/").content.decode()
+    assert "1 more train label (1 of 2 in); 0 open to annotators now" in page
+    assert "1 outstanding lease, held by closed-tab (1)</li>" in page  # not idle yet: no stale count
+    assert "nothing but these leases can bring the missing labels" in page
 
 
 def test_release_stale_leases_hands_back_only_the_idle_ones_once(lead, held_round):

@@ -49,7 +49,7 @@ def test_the_cockpit_follows_the_round_live_and_releases_a_stale_lease(cockpit_p
     assignment = services.assignment_claim(annotator=working, taste=taste, count=1)[0]
     services.judgement_submit(annotator=working, assignment_id=assignment.pk, choice="left", client_uuid=uuid.uuid4())
     expect(page.locator('[data-count="annotation"]')).to_have_text("1 / 2 labels")  # no reload: the page polls
-    expect(page.locator('[data-field="waits"]')).to_contain_text("1 more train labels (1 of 2 in)")
+    expect(page.locator('[data-field="waits"]')).to_contain_text("1 more train label (1 of 2 in)")
 
     page.click("button[value=release]")
     expect(page.locator(".messagelist")).to_contain_text("released 1 lease idle for 5 minutes or more")
