@@ -147,3 +147,15 @@ def test_a_queued_job_shows_what_is_ahead_and_a_silent_heartbeat_is_flagged(lead
     assert "step 176 of 300, last heartbeat 4 min ago (late: the worker may be stuck" in running
     queued = lead_browser.get(f"/admin/annotate/round/{second.pk}/change/").content.decode()
     assert "waiting for a train worker; ahead of it: training round 1 of portraits: running, step 176/300" in queued
+
+
+def test_a_sampling_round_shows_its_sample_hold_and_the_holds_taken_before_it(lead_browser, taste):
+    earlier, later = make_round(taste, pairs=1, state="sampling"), make_round(taste, pairs=1, state="evaluating")
+    now = timezone.now()
+    Round.objects.filter(pk=earlier.pk).update(sampling_until=now + timezone.timedelta(minutes=5))
+    Round.objects.filter(pk=later.pk).update(sampling_until=now + timezone.timedelta(minutes=14))
+    page = lead_browser.get(f"/admin/annotate/round/{later.pk}/change/").content.decode()
+    assert "eval sampling: a sample task holds the round" in page
+    assert "ahead of it: sampling round 1 of portraits: held since" in page
+    first = lead_browser.get(f"/admin/annotate/round/{earlier.pk}/change/").content.decode()
+    assert "sampling: a sample task holds the round" in first and "ahead of it" not in first
