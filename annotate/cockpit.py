@@ -50,9 +50,7 @@ def _jobs(round_: Round, now: datetime) -> list[dict]:
                  .select_related("round__taste").order_by("id"))
         jobs.append({"kind": "training", "state": job.state, "detail": _training_detail(job, now),
                      "late": _heartbeat_late(job, now),
-                     "ahead": [f"training {_round_name(other.round)}: {other.state}"
-                               f"{f', step {other.step}/{other.steps}' if other.state == 'running' else ''}"
-                               for other in ahead] if job.state == TrainingJob.State.QUEUED else []})
+                     "ahead": [_ahead(other, now) for other in ahead] if job.state == TrainingJob.State.QUEUED else []})
     if round_.sampling_until and round_.sampling_until > now:
         kind = "eval sampling" if round_.state == S.EVALUATING else "sampling"
         ahead = (Round.objects.filter(sampling_until__gt=now, sampling_until__lt=round_.sampling_until)
@@ -62,6 +60,13 @@ def _jobs(round_: Round, now: datetime) -> list[dict]:
                      "ahead": [f"sampling {_round_name(other)}: held since "
                                f"{_clock(other.sampling_until - _sampling_hold())}" for other in ahead]})
     return jobs
+
+
+def _ahead(job: TrainingJob, now: datetime) -> str:
+    if job.state == TrainingJob.State.QUEUED:
+        return f"training {_round_name(job.round)}: queued since {_clock(job.created_at)}"
+    lapsed = ", its lease ran out (the beat hands it to a worker again)" if job.lease_until <= now else ""
+    return f"training {_round_name(job.round)}: running, step {job.step}/{job.steps}{lapsed}"
 
 
 def _training_detail(job: TrainingJob, now: datetime) -> str:
