@@ -75,20 +75,11 @@ class LaunchRoundForm(forms.Form):
         )
 
 
-def _release_stale(round_id: int, user: str) -> str:
-    released = services.leases_release(round_id=round_id, idle=services.STALE_LEASE_IDLE)
-    minutes = int(services.STALE_LEASE_IDLE.total_seconds() // 60)
-    if not released:
-        return f"no lease has been idle for {minutes} minutes; nothing released."
-    return f"released {released} lease{'s' if released > 1 else ''} idle for {minutes} minutes or more."
-
-
-# name → (label, the service that performs it, states in which the button shows). A service answers True (done),
-# False (the round's state does not allow it now) or a sentence saying what it did.
+# name → (label, the service that performs it, states in which the button shows)
 ACTIONS = {
     "pause": ("Pause", lambda r, user: loop.round_pause(round_id=r), rounds.ACTIVE),
     "resume": ("Resume", lambda r, user: loop.round_resume(round_id=r), rounds.ACTIVE),
-    "release": ("Release stale leases", _release_stale, Round.OPEN_STATES),
+    "release": ("Release stale leases", lambda r, user: _release_stale(r), Round.OPEN_STATES),
     "advance": ("Advance now: train on the labels in", lambda r, user: loop.round_advance_now(round_id=r),
                 (Round.State.ANNOTATING,)),
     "decide": ("Decide by the rule", lambda r, user: loop.round_decide(round_id=r, by=user) is not None,
@@ -113,6 +104,15 @@ def actions_for(round_: Round) -> list[tuple[str, str]]:
             continue
         shown.append((name, label))
     return shown
+
+
+def _release_stale(round_id: int) -> str:
+    """An action may answer True (done), False (the round's state does not allow it now) or what it did."""
+    released = services.leases_release(round_id=round_id, idle=services.STALE_LEASE_IDLE)
+    minutes = int(services.STALE_LEASE_IDLE.total_seconds() // 60)
+    if not released:
+        return f"no lease has been idle for {minutes} minutes; nothing released."
+    return f"released {released} lease{'s' if released > 1 else ''} idle for {minutes} minutes or more."
 
 
 class RoundCockpit:
