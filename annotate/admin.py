@@ -134,7 +134,6 @@ class RoundAdmin(RoundReview, RoundCockpit, admin.ModelAdmin):
     list_display = ["id", "taste", "number", "state", "review_link", "paused", "pair_quota", "label_quota", "overlap",
                     "verdict", "updated_at"]
     list_filter = ["taste", "state"]
-    change_form_template = "admin/annotate/round/change_form.html"
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in Round._meta.fields]

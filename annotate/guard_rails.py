@@ -107,9 +107,29 @@ def adherence_verdict(parent: list[bool], child: list[bool], *, max_drop: float,
     p_value = binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue if lost + gained else 1.0
     too_far = before - after > max_drop + 1e-9
     ok = not (too_far and p_value < significance)
-    detail = (f"adherence {before:.1%} → {after:.1%} (may drop {max_drop:.0%}; {lost} images lost, {gained} gained, "
-              f"sign test p = {p_value:.3f})")
+    detail = (f"adherence {before:.1%} → {after:.1%} ({(after - before) * 100:+.1f} points; breaks on a fall of more than "
+              f"{max_drop * 100:g} points that a one-sided sign test confirms, p < {significance:g}): {lost} images lost, "
+              f"{gained} gained, sign test p = {p_value:.3f}")
     return _result(ok, detail, before, after)
+
+
+def describe_guard_rails(rails: dict) -> list[tuple[str, str]]:
+    """(name, what exactly is checked) for each of a round's guard-rails, in words for the cockpit."""
+    described = []
+    for name, limits in rails.items():
+        if name == "adherence":
+            significance = limits.get("significance", 0.05)
+            test = (f"and a one-sided sign test on the images whose verdict changed says the child is worse "
+                    f"(p < {significance:g})" if significance < 1 else "(by the drop alone)")
+            described.append((name, f"breaks when the child's caption adherence falls more than "
+                                    f"{limits.get('max_drop', 0.05) * 100:g} points below the parent's, or below the base "
+                                    f"model's on the eval keys it has images of, {test}; toy-world captions only"))
+        else:
+            bounds = [f"fall more than {limits['max_drop']:.0%}" if "max_drop" in limits else "",
+                      f"rise more than {limits['max_rise']:.0%}" if "max_rise" in limits else ""]
+            described.append((name, f"breaks when the child's mean {name} over its eval images would "
+                                    f"{' or '.join(b for b in bounds if b) or 'change (no limit set)'} against the parent's"))
+    return described
 
 
 def _result(ok: bool, detail: str, parent: float | None = None, child: float | None = None) -> dict:

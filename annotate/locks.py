@@ -79,6 +79,15 @@ def lock_expired_leases(*, now) -> QuerySet[Assignment]:
     )
 
 
+def lock_round_leases(*, round_id: int) -> QuerySet[Assignment]:
+    """The live leases of a round's pairs, skipping any a submission holds right now (released by the lead)."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=Assignment.State.LEASED, pair__round_id=round_id)
+        .order_by("id")
+    )
+
+
 def lock_round(*, round_id: int) -> QuerySet[Round]:
     """One round, locked for a state change or a sampling reservation."""
     return Round.objects.select_for_update(of=("self",)).filter(pk=round_id)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from annotate import locks, rounds, training
+from annotate import locks, rounds, services, training
 from annotate.errors import DomainError
 from annotate.evaluation import promotion_decision, round_eval_counts, win_record
 from annotate.guard_rails import check_guard_rails
@@ -56,6 +56,18 @@ def round_train(*, round_id: int) -> bool:
             return False
         training.training_job_create(round_id=round_id)
     return True
+
+
+def round_advance_now(*, round_id: int) -> bool:
+    """Annotating → training on the train labels already in, without waiting for the quota: the round's
+    outstanding leases are released (their labels would come too late). Refused with no label at all."""
+    with transaction.atomic():
+        if not Round.objects.filter(pk=round_id, state=S.ANNOTATING).exists():
+            return False
+        if not Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.TRAIN).exists():
+            raise DomainError("No train label is in yet: there is nothing to train on.")
+        services.leases_release(round_id=round_id)
+        return round_train(round_id=round_id)
 
 
 def round_evaluate(*, round_id: int, candidate: Checkpoint) -> bool:

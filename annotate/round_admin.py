@@ -4,10 +4,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from annotate import cockpit, services
 from annotate import loop, rounds
 from annotate.errors import DomainError
 from annotate.launch import launch_warnings, round_launch
@@ -18,7 +20,9 @@ from annotate.models import Round, Taste
 ACTIONS = {
     "pause": ("Pause", lambda r, user: loop.round_pause(round_id=r), rounds.ACTIVE),
     "resume": ("Resume", lambda r, user: loop.round_resume(round_id=r), rounds.ACTIVE),
-    "train": ("Advance to training", lambda r, user: loop.round_train(round_id=r), (Round.State.ANNOTATING,)),
+    "release": ("Release stale leases", lambda r, user: _release_stale(r), Round.OPEN_STATES),
+    "advance": ("Advance now: train on the labels in", lambda r, user: loop.round_advance_now(round_id=r),
+                (Round.State.ANNOTATING,)),
     "decide": ("Decide by the rule", lambda r, user: loop.round_decide(round_id=r, by=user) is not None,
                (Round.State.EVALUATING,)),
     "promote": ("Promote the candidate", lambda r, user: loop.round_decide(round_id=r, promote=True, by=user) is not None,
@@ -41,6 +45,15 @@ def actions_for(round_: Round) -> list[tuple[str, str]]:
             continue
         shown.append((name, label))
     return shown
+
+
+def _release_stale(round_id: int) -> str:
+    """An action may answer True (done), False (the round's state does not allow it now) or what it did."""
+    released = services.leases_release(round_id=round_id, idle=services.STALE_LEASE_IDLE)
+    minutes = int(services.STALE_LEASE_IDLE.total_seconds() // 60)
+    if not released:
+        return f"no lease has been idle for {minutes} minutes; nothing released."
+    return f"released {released} lease{'s' if released > 1 else ''} idle for {minutes} minutes or more."
 
 
 class RoundCockpit:
@@ -86,8 +99,10 @@ class RoundCockpit:
         if not self.has_view_permission(request):
             raise PermissionDenied
         round_ = get_object_or_404(Round, pk=round_id)
+        waits = cockpit.round_waits(round_id=round_id)
         return JsonResponse({**loop.round_progress(round_id=round_id),
-                             "actions": [name for name, _ in actions_for(round_)]})
+                             "actions": [name for name, _ in actions_for(round_)],
+                             "waits_html": render_to_string("admin/annotate/round/waits.html", {"waits": waits})})
 
     def act_view(self, request: HttpRequest, round_id: int, action: str) -> HttpResponse:
         if not self.has_change_permission(request) or action not in ACTIONS:
@@ -99,15 +114,26 @@ class RoundCockpit:
         except DomainError as exc:
             messages.error(request, f"{label}: {exc}")
         else:
-            if done:
+            if isinstance(done, str):
+                messages.success(request, f"{label}: {done}")
+            elif done:
                 messages.success(request, f"{label}: done.")
             else:
                 messages.warning(request, f"{label}: the round's state does not allow it now (someone may have moved it).")
         return redirect("admin:annotate_round_change", round_id)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        round_ = get_object_or_404(Round, pk=object_id)
-        extra_context = {**(extra_context or {}), "cockpit_actions": actions_for(round_),
-                         "progress_url": reverse("admin:annotate_round_progress", args=[round_.pk]),
-                         "progress": loop.round_progress(round_id=round_.pk)}
-        return super().change_view(request, object_id, form_url, extra_context)
+        """The round's page is a read-only cockpit: progress, what it waits for, settings; changes go through actions."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        round_ = get_object_or_404(Round.objects.select_related("taste"), pk=object_id)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": round_,
+            "title": f"Round {round_.number} of {round_.taste.slug}", "cockpit_actions": actions_for(round_),
+            "can_act": self.has_change_permission(request, round_),
+            "progress_url": reverse("admin:annotate_round_progress", args=[round_.pk]),
+            "progress": loop.round_progress(round_id=round_.pk), "waits": cockpit.round_waits(round_id=round_.pk),
+            "settings_sections": cockpit.round_settings(round_),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/annotate/round/cockpit.html", context)

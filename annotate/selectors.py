@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, F, Model, Q, QuerySet
+from django.db.models import Count, F, Max, Model, Q, QuerySet
 from django.utils import timezone
 
 from annotate.errors import NotFound
@@ -34,6 +34,19 @@ def live_lease_ids(*, annotator: AbstractBaseUser, taste: Taste, now: datetime, 
     with connection.cursor() as cursor:
         cursor.execute(_LIVE_LEASES, {"annotator": annotator.pk, "now": now, "taste": taste.pk, "limit": limit})
         return [assignment_id for (assignment_id,) in cursor.fetchall()]
+
+
+def annotators_last_active(*, taste_id: int, annotator_ids) -> dict[int, datetime]:
+    """When each annotator last did something in the taste: claimed, judged, skipped or amended a pair."""
+    rows = (
+        Assignment.objects.filter(pair__taste_id=taste_id, annotator_id__in=list(annotator_ids))
+        .values("annotator_id")
+        .annotate(
+            claimed=Max("claimed_at"), amended=Max("judgement__amended_at"),
+            closed=Max("closed_at", filter=Q(state__in=[Assignment.State.JUDGED, Assignment.State.SKIPPED])),
+        )
+    )
+    return {row["annotator_id"]: max(t for t in (row["claimed"], row["closed"], row["amended"]) if t) for row in rows}
 
 
 def _column(model: type[Model], attname: str) -> str:

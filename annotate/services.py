@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,6 +23,9 @@ from annotate.models import Assignment, Judgement, Pair, Taste, TasteMembership
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")  # as the annotator saw the screen
 FLAGS = tuple(Judgement.Flag.values)
+# A lease whose annotator has done nothing in the taste for this long is stale (a closed tab): the cockpit's
+# "release stale leases" hands it back. An active judging page claims or judges every few seconds.
+STALE_LEASE_IDLE = timedelta(minutes=5)
 
 
 def assignment_claim(
@@ -362,6 +365,25 @@ def leases_reap_expired(*, now: datetime | None = None) -> int:
         for pair_id, released in sorted(Counter(p for _, p in expired).items()):
             Pair.objects.filter(pk=pair_id).update(assigned_count=F("assigned_count") - released)
     return len(expired)
+
+
+def leases_release(*, round_id: int, idle: timedelta | None = None, now: datetime | None = None) -> int:
+    """Hand a round's live leases back to the pool: all of them, or with `idle` only those whose annotator has
+    done nothing in the taste (claim, judgement, skip, amendment) for that long — a closed tab. The pairs go to
+    whoever asks next (their holder too: the same row is revived). Idempotent; returns how many were released."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        leases = list(locks.lock_round_leases(round_id=round_id).values_list("id", "pair_id", "annotator_id",
+                                                                             "pair__taste_id"))
+        if idle is not None and leases:
+            active = selectors.annotators_last_active(taste_id=leases[0][3], annotator_ids={a for _, _, a, _ in leases})
+            leases = [lease for lease in leases if now - active[lease[2]] >= idle]
+        if not leases:
+            return 0
+        Assignment.objects.filter(pk__in=[a for a, *_ in leases]).update(state=Assignment.State.EXPIRED, closed_at=now)
+        for pair_id, released in sorted(Counter(p for _, p, *_ in leases).items()):
+            Pair.objects.filter(pk=pair_id).update(assigned_count=F("assigned_count") - released)
+    return len(leases)
 
 
 def taste_create(*, slug: str, name: str = "", description: str = "") -> Taste:

@@ -114,11 +114,14 @@ def train_round(job_id: int) -> int | None:
         return None  # someone else holds it, or it is finished
     job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
     run_dir = training.training_run_dir(job, attempt)
-    heartbeat = _Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
+    heartbeat = training.Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
     heartbeat.start()
     try:
         data = training.training_dataset_export(job=job, run_dir=run_dir)
-        result = _train(job, data, run_dir)
+        result = _train(job, data, run_dir, watchdog=heartbeat.check)
+    except training.HeartbeatLost as exc:
+        logger.warning("Training job %s attempt %s stopped: %s", job_id, attempt, exc)
+        return None
     except Exception as exc:
         training.training_job_fail(job_id=job_id, attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
         logger.exception("Training job %s failed", job_id)
@@ -130,8 +133,9 @@ def train_round(job_id: int) -> int | None:
     return candidate.pk if candidate else None
 
 
-def _train(job, data, run_dir):
-    """In this process on one device; through `accelerate launch` across the GPUs of this worker when it has several."""
+def _train(job, data, run_dir, watchdog):
+    """In this process on one device; through `accelerate launch` across the GPUs of this worker when it has several.
+    `watchdog()` runs after every step (or every few seconds while `accelerate launch` runs) and raises to stop."""
     import os
 
     import torch
@@ -145,7 +149,7 @@ def _train(job, data, run_dir):
     processes = int(os.environ.get("CHISEL_TRAIN_PROCESSES", torch.cuda.device_count() or 1))
     if processes <= 1:
         return train(config, data=data, base=spec.base_path, parents=tuple(spec.lora_paths), out=run_dir,
-                     progress=False)
+                     progress=False, on_step=lambda step: watchdog())
     import json
     import subprocess
     import sys
@@ -158,61 +162,22 @@ def _train(job, data, run_dir):
                "--out", str(run_dir)]
     for parent in spec.lora_paths:
         command += ["--parent", parent]
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"accelerate launch failed: {finished.stderr[-2000:]}")
-    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as launched:
+        while True:
+            try:
+                stdout, stderr = launched.communicate(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    watchdog()
+                except Exception:
+                    launched.kill()
+                    raise
+    if launched.returncode != 0:
+        raise RuntimeError(f"accelerate launch failed: {stderr[-2000:]}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
     return TrainResult(Path(summary["checkpoint"]), Path(summary["metrics"]), summary["steps"], summary["pairs"],
                        summary["ties_dropped"], summary["final"])
-
-
-class _Heartbeat:
-    """Renews a training job's lease from a thread while the trainer runs."""
-
-    def __init__(self, job_id: int, attempt: int, every: float | None = None, metrics_path=None) -> None:
-        import threading
-
-        from django.conf import settings
-
-        self.job_id, self.attempt = job_id, attempt
-        # Often enough for the lead's progress bar; the lease itself is renewed far before it runs out.
-        self.every = every or min(5.0, settings.CHISEL_TRAIN_LEASE.total_seconds() / 3)
-        self.metrics_path = Path(metrics_path) if metrics_path else None
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def run(self) -> None:
-        from django.db import connection
-
-        from annotate import training
-
-        try:
-            while not self.stopped.wait(self.every):
-                if not training.training_job_heartbeat(job_id=self.job_id, attempt=self.attempt,
-                                                       step=self.step()):
-                    logger.warning("Training job %s attempt %s lost its lease", self.job_id, self.attempt)
-                    return
-        finally:
-            connection.close()
-
-    def step(self) -> int | None:
-        """The last step the trainer logged in its metrics.jsonl, if any."""
-        import json
-
-        if self.metrics_path is None or not self.metrics_path.exists():
-            return None
-        lines = self.metrics_path.read_bytes().rstrip().rsplit(b"\n", 1)
-        try:
-            return int(json.loads(lines[-1])["step"])
-        except (ValueError, KeyError, IndexError):
-            return None  # a line being written
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=10)
 
 
 @shared_task

@@ -1,6 +1,10 @@
-"""Training use cases: queue a round's training job, claim it with a lease, heartbeat, finish or fail."""
+"""Training use cases: queue a round's training job, claim it with a lease, keep it with a heartbeat, finish or fail."""
 
+import json
+import logging
 import socket
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +16,8 @@ from django.utils import timezone
 from annotate import locks
 from annotate.exports import ExportOptions, export_preferences
 from annotate.models import Checkpoint, Pair, Round, TrainingJob
+
+logger = logging.getLogger(__name__)
 
 
 def training_job_create(*, round_id: int, config: dict | None = None) -> TrainingJob:
@@ -92,3 +98,107 @@ def training_jobs_stale(*, now: datetime | None = None) -> list[int]:
     """Running jobs whose holder stopped renewing its lease (a killed worker)."""
     now = now or timezone.now()
     return list(TrainingJob.objects.filter(state=TrainingJob.State.RUNNING, lease_until__lt=now).values_list("id", flat=True))
+
+
+class HeartbeatLost(RuntimeError):
+    """The attempt no longer holds its training job (its lease ran out and another attempt took it, or the job
+    was closed): training must stop, its result could not be recorded."""
+
+
+class Heartbeat:
+    """Renews a training job's lease (and records its step) from a thread while the trainer runs.
+
+    A database error (SQLite's `database is locked`, a dropped PostgreSQL connection) does not end the thread:
+    it retries with exponential back-off (from `every` up to `max_delay`) on a fresh connection, and says so in
+    one log line when the trouble starts, one when the lease runs out meanwhile and one when it is over. The
+    training loop calls `check()` after every step: it raises `HeartbeatLost` once a renewal found the job
+    taken, and starts the thread again if it died. The cockpit shows the age of the last renewal.
+    """
+
+    def __init__(self, job_id: int, attempt: int, every: float | None = None, metrics_path=None,
+                 max_delay: float | None = None) -> None:
+        lease = settings.CHISEL_TRAIN_LEASE.total_seconds()
+        self.job_id, self.attempt = job_id, attempt
+        # Often enough for the lead's progress bar; the lease itself is renewed far before it runs out.
+        self.every = every or min(5.0, lease / 3)
+        self.max_delay = max_delay or max(self.every, lease / 10)  # several tries before the lease runs out
+        self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.failures = 0  # consecutive failed renewals
+        self.last_success = time.monotonic()
+        self.lost = False
+        self.restarts = 0
+        self.stopped = threading.Event()
+        self.thread = self._thread()
+
+    def _thread(self) -> threading.Thread:
+        return threading.Thread(target=self.run, daemon=True, name=f"heartbeat-job-{self.job_id}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stopped.wait(self._delay()):
+                if not self.beat():
+                    return
+        finally:
+            connection.close()
+
+    def _delay(self) -> float:
+        return min(self.every * 2 ** self.failures, self.max_delay) if self.failures else self.every
+
+    def beat(self) -> bool:
+        """One renewal; False when the job is lost (the thread ends), True otherwise, whatever went wrong."""
+        from django.db import DatabaseError, connection
+
+        try:
+            held = training_job_heartbeat(job_id=self.job_id, attempt=self.attempt, step=self.step())
+        except Exception as exc:  # noqa: BLE001 - a heartbeat that dies lets the lease run out under a live worker
+            if isinstance(exc, DatabaseError):
+                connection.close()  # a broken connection is not reused; the next try connects afresh
+            self._failed(exc)
+            return True
+        if self.failures:
+            logger.info("Training job %s: heartbeat renewed again after %d failed tries (%.0f s)", self.job_id,
+                           self.failures, time.monotonic() - self.last_success)
+        self.failures, self.last_success = 0, time.monotonic()
+        if not held:
+            self.lost = True
+            logger.warning("Training job %s attempt %s lost its lease", self.job_id, self.attempt)
+        return held
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the driver's message
+        if self.failures == 1:
+            logger.warning("Training job %s: heartbeat failed (%s); retrying with back-off", self.job_id, reason[:300])
+        age = time.monotonic() - self.last_success
+        if age > settings.CHISEL_TRAIN_LEASE.total_seconds() >= age - self._delay():
+            logger.warning("Training job %s: no heartbeat for %.0f s, the lease ran out (another worker may take "
+                           "the job); still retrying", self.job_id, age)
+
+    def step(self) -> int | None:
+        """The last step the trainer logged in its metrics.jsonl, if any."""
+        if self.metrics_path is None or not self.metrics_path.exists():
+            return None
+        lines = self.metrics_path.read_bytes().rstrip().rsplit(b"\n", 1)
+        try:
+            return int(json.loads(lines[-1])["step"])
+        except (ValueError, KeyError, IndexError):
+            return None  # a line being written
+
+    def check(self) -> None:
+        """The watchdog, called by the training loop: stop when the job is lost, restart a dead thread."""
+        if self.lost:
+            raise HeartbeatLost(f"training job {self.job_id} is no longer held by attempt {self.attempt}")
+        if not self.thread.is_alive() and not self.stopped.is_set():
+            self.restarts += 1
+            logger.warning("Training job %s: the heartbeat thread had died; restarted (%d)", self.job_id, self.restarts)
+            self.thread = self._thread()
+            self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)

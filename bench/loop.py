@@ -426,7 +426,7 @@ def screenshots(url: str, out: Path, chromium: str) -> None:
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(out / "taste-charts.png"), full_page=True)
         page.goto(f"/admin/annotate/round/{last.pk}/change/")
-        page.screenshot(path=str(out / "round-cockpit.png"))
+        page.screenshot(path=str(out / "round-cockpit.png"), full_page=True)
         browser.close()
     print(f"Screenshots in {out}: taste-charts.png, round-cockpit.png")
 

@@ -85,3 +85,33 @@ def test_a_round_of_only_ties_fails_its_job_with_the_reason(celery_worker_proces
     job.refresh_from_db()
     assert "no pairs" in job.error or "only ties" in job.error
     assert job.candidate is None and not Checkpoint.objects.filter(status="candidate").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_training_stops_once_another_attempt_took_the_job(tiny_flux_dir, settings):
+    from datetime import timedelta
+    import threading
+
+    from django.db import connection
+
+    from annotate.tasks import train_round
+
+    settings.CHISEL_TRAIN_LEASE = timedelta(seconds=3)  # a heartbeat every second
+    round_ = judged_round(tiny_flux_dir, pairs=4)
+    job = TrainingJob.objects.create(round=round_, config={**CONFIG, "steps": 100_000}, steps=100_000)
+
+    def take_over():  # the lease "ran out" and another worker claimed the job
+        try:
+            wait_until(lambda: TrainingJob.objects.get(pk=job.pk).step >= 2, timeout=120, what="training to start")
+            assert training.training_job_claim(job_id=job.pk, now=timezone.now() + timedelta(seconds=10)) == 2
+        finally:
+            connection.close()
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    assert train_round(job.pk) is None  # stopped, not finished
+    thief.join()
+    job.refresh_from_db()
+    assert (job.state, job.attempt, job.candidate_id) == ("running", 2, None)
+    logged = (training.training_run_dir(job, 1) / "metrics.jsonl").read_text().splitlines()
+    assert 2 <= len(logged) < 1000

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,14 @@ def train(
     parents: tuple[Path, ...] = (),
     stop_after: int | None = None,
     progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA on (base + parent chain) from the preference file `data`; write `out/checkpoint/`,
     `out/metrics.jsonl` and resumable states in `out/states/`. Resumes from the newest complete state.
 
     `stop_after` ends the run after that step without the final checkpoint (as if killed), for tests.
+    `on_step(step)` is called after every step; an exception it raises stops the run with no checkpoint (the
+    training job's watchdog: the job's lease was lost).
     """
     out = Path(out)
     family_name = model_kind(base)
@@ -142,6 +146,8 @@ def train(
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['implicit_accuracy']:.2f}")
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and accelerator.is_main_process:
                 _save_state(states, step + 1, accelerator.unwrap_model(denoiser), optimizer, scheduler, config, best)
+            if on_step is not None:
+                on_step(step + 1)
             if stop_after is not None and step + 1 >= stop_after:
                 return TrainResult(out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 

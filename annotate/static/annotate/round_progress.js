@@ -1,5 +1,6 @@
-// The round cockpit's live progress: polls the round's progress feed and updates the bars; reloads the page
-// when the round's state (and so its actions) changes.
+// The round cockpit's live progress: polls the round's progress feed and updates the bars and what the round
+// waits for (leases, jobs; rendered by the server); reloads the page when the round's state (and so its actions)
+// changes.
 const cockpit = document.getElementById("cockpit");
 if (cockpit) {
   const shownActions = cockpit.dataset.actions.trim();
@@ -21,6 +22,8 @@ if (cockpit) {
     }
     cockpit.querySelector('[data-field="state"]').textContent = progress.state;
     cockpit.querySelector('[data-field="error"]').textContent = progress.error;
+    cockpit.querySelector('[data-field="paused"]').textContent = progress.paused ? " (paused)" : "";
+    cockpit.querySelector('[data-field="waits"]').innerHTML = progress.waits_html;
     const win = progress.evaluation.win;
     if (win && win.rate !== null) {
       cockpit.querySelector('[data-field="win"]').textContent =
