@@ -4,6 +4,12 @@
 const cockpit = document.getElementById("cockpit");
 if (cockpit) {
   const shownActions = cockpit.dataset.actions.trim();
+  // Irreversible actions (cancel) ask first.
+  for (const form of cockpit.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
   const units = { sampling: "pairs", annotation: "labels", training: "steps", evaluation: "labels" };
   const poll = async () => {
     const response = await fetch(cockpit.dataset.progressUrl, { credentials: "same-origin" });
