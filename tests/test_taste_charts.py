@@ -151,6 +151,30 @@ def test_round_axes_show_whole_rounds_only(lead_browser, taste, tmp_path):
         assert ticks and all(re.fullmatch(r"[1-3]", tick) for tick in ticks), ticks
 
 
+def right_edge(group) -> float:
+    """The right edge of an axes: the largest x of its background patch (the first path drawn in it)."""
+    path = next(group.iter(f"{SVG}path")).get("d")
+    return max(float(x) for x in re.findall(r"[ML] ([-\d.]+) [-\d.]+", path))
+
+
+def test_legends_sit_right_of_the_data(lead_browser, taste, tmp_path):
+    build_rounds(taste, tmp_path, [["b", "b"], ["a", "b"], ["b"]])
+    charts = re.findall(r'<section id="([^"]+)">.*?<figure class="chart">(<svg.*?</svg>)', page(lead_browser, taste), re.S)
+    with_legend = 0
+    for name, svg in charts:
+        root = ET.fromstring(svg)
+        groups = list(root.iter(f"{SVG}g"))
+        legends = [g for g in groups if g.get("id", "").startswith("legend")]
+        if not legends:
+            continue
+        with_legend += 1
+        data_right = max(right_edge(g) for g in groups if re.fullmatch(r"axes_\d+", g.get("id", "")))
+        for legend in legends:
+            texts = [float(t.get("x")) for t in legend.iter(f"{SVG}text")]
+            assert texts and min(texts) > data_right, (name, texts, data_right)
+    assert with_legend == 3  # the win rate, the training curves, the labels
+
+
 def filmstrip_cells(html: str) -> dict[tuple[str, str], list[str]]:
     """(prompt, seed) → each column's cell: `img` or the reason written in the empty cell."""
     table = re.search(r'<table class="filmstrip">(.*?)</table>', html, re.S).group(1)
