@@ -16,7 +16,7 @@ from PIL import Image
 from annotate import loop, services, tasks
 from annotate.demo import demo_url_record
 from annotate.images import image_store
-from annotate.models import BaseModel, Checkpoint, Judgement, Pair, Prompt, Round, Taste
+from annotate.models import BaseModel, Checkpoint, Judgement, Pair, Prompt, Round, Taste, TrainingJob
 from sampler.toy.oracles import judge
 from tests.conftest import REPO, VENV_BIN, free_port
 from tests.models import build_tiny_flux
@@ -122,6 +122,48 @@ def test_until_decided_needs_a_round_under_way(live_server):
     assert simulators() == []
 
 
+class Beat:
+    """The demo's beat (advance_rounds every half second) in a thread, for the test's worker runs none."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        while not self.stopped.wait(0.5):
+            tasks.advance_rounds()
+        connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+def test_until_decided_ends_in_one_line_when_the_round_fails_or_time_runs_out(live_server):
+    round_ = grey_round()
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING)
+    command = ["simulate_annotators", "--taste", "sim", "--oracle", "dark", "--until-decided", "--poll", "0.2",
+               "--url", live_server.url]
+    with pytest.raises(CommandError, match=r"^Round 1 has no decision after 1 s: round 1 training: the training job "
+                                           r"is being queued\.$"):
+        call_command(*command, "--timeout", "1", stdout=io.StringIO())
+
+    TrainingJob.objects.create(round=round_, config={}, steps=3, state=TrainingJob.State.FAILED,
+                               error="CUDA out of memory\n  while training step 2")
+    out = io.StringIO()
+    with Beat(), pytest.raises(CommandError) as refused:
+        call_command(*command, "--timeout", "60", stdout=out)
+    assert str(refused.value) == ("Round 1 ended failed without a decision: Training failed: CUDA out of memory "
+                                  "while training step 2")
+    assert "round 1 failed in training: Training failed: CUDA out of memory while training step 2" in out.getvalue()
+
+
 def test_make_demo_records_the_url_of_the_port_it_serves():
     recipe = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=REPO, capture_output=True, text=True, timeout=60,
                             check=True).stdout
@@ -146,24 +188,10 @@ def test_until_decided_judges_a_round_through_training_and_evaluation_to_its_dec
     Taste.objects.filter(pk=taste.pk).update(current_checkpoint=root)
     round_ = new_round(taste)
     assert loop.round_start(round_id=round_.pk)
-    beat = threading.Event()
-
-    def play_the_beat():  # the demo's worker runs beat; the test's worker does not
-        from django.db import connection
-
-        while not beat.wait(0.5):
-            tasks.advance_rounds()
-        connection.close()
-
-    beating = threading.Thread(target=play_the_beat, daemon=True)
-    beating.start()
     out = io.StringIO()
-    try:
+    with Beat():
         call_command("simulate_annotators", "--taste", "decide", "--oracle", "dark", "--annotators", "1",
                      "--until-decided", "--poll", "0.5", "--timeout", "300", "--url", live_server.url, stdout=out)
-    finally:
-        beat.set()
-        beating.join(timeout=30)
     round_.refresh_from_db()
     assert round_.state == Round.State.DONE and round_.decision
     lines = out.getvalue().splitlines()

@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
@@ -86,7 +87,11 @@ class Command(BaseCommand):
         last_line, last_state, last_time = None, None, 0.0
         while True:
             if round_ is not None:
-                progress = loop.round_progress(round_id=round_.pk)
+                try:
+                    progress = loop.round_progress(round_id=round_.pk)
+                except OperationalError:  # SQLite busy with a writer: look again at the next poll
+                    team.stopped.wait(poll)
+                    continue
                 state, line = progress["state"], round_line(round_.number, progress, team.judged)
             else:
                 progress, state, line = None, None, f"{team.judged} judgements so far"
@@ -105,7 +110,8 @@ class Command(BaseCommand):
         if state == Round.State.DONE:
             return
         if state in FINAL:
-            raise CommandError(f"Round {round_.number} ended {state} without a decision: {progress['error'] or '-'}")
+            raise CommandError(f"Round {round_.number} ended {state} without a decision: "
+                               f"{one_line(progress['error']) or '-'}")
         raise CommandError(f"Round {round_.number} has no decision after {timeout:.0f} s: "
                            f"{round_line(round_.number, progress, None)}.")
 
@@ -170,11 +176,16 @@ def round_line(number: int, progress: dict, judged: int | None) -> str:
         if win.get("n"):
             detail += f": win rate {win['rate']:.2f} [{win['low']:.2f}, {win['high']:.2f}] over {win['n']} eval labels"
     elif state == Round.State.FAILED:
-        detail = f"failed in {progress['failed_in'] or '?'}: {progress['error']}"
+        state, detail = f"failed in {progress['failed_in'] or '?'}", one_line(progress["error"])
     else:
-        detail = progress["error"] or state
+        detail = one_line(progress["error"]) or state
     line = f"round {number} {state}{' (paused)' if progress['paused'] else ''}: {detail}"
     return line if judged is None else f"{line} · {judged} judged here"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _quiet_http_logs:
@@ -273,7 +284,7 @@ def describe(exc: httpx.HTTPError, url: str) -> str:
     """One line for a failed request."""
     if isinstance(exc, httpx.HTTPStatusError):
         request, response = exc.request, exc.response
-        body = " ".join(response.text.split())[:200]
+        body = one_line(response.text, 200)
         hint = " (is the server at that URL using this command's database?)" if response.status_code == 401 else ""
         return f"{request.method} {request.url.path} answered {response.status_code}: {body}{hint}"
-    return f"The server at {url} stopped answering: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return f"The server at {url} stopped answering: {type(exc).__name__}: {one_line(str(exc))}"
