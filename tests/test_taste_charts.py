@@ -159,7 +159,8 @@ def right_edge(group) -> float:
 
 def test_legends_sit_right_of_the_data(lead_browser, taste, tmp_path):
     build_rounds(taste, tmp_path, [["b", "b"], ["a", "b"], ["b"]])
-    charts = re.findall(r'<section id="([^"]+)">.*?<figure class="chart">(<svg.*?</svg>)', page(lead_browser, taste), re.S)
+    html = page(lead_browser, taste)
+    charts = re.findall(r'<section id="([^"]+)">.*?<figure class="chart">(<svg.*?</svg>)', html, re.S)
     with_legend = 0
     for name, svg in charts:
         root = ET.fromstring(svg)
