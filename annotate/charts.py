@@ -145,7 +145,7 @@ def diversity_chart(checkpoints: list[dict], rounds: list[dict]) -> str:
     measured = [c for c in checkpoints if c.get("diversity") is not None]
     left.plot(range(len(measured)), [c["diversity"] for c in measured], marker="o", color="#8250df")
     _checkpoint_axis(left, [c["label"] for c in measured])
-    left.set_ylim(bottom=0)
+    left.set_ylim(0, max((c["diversity"] for c in measured), default=0) * 1.15 or 1)  # room above the top marker
     left.set_ylabel("mean distance across seeds")
     left.set_title("Diversity per checkpoint")
     won = [r for r in rounds if r["win"]["n"]]
