@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.txt
 demo: install .env
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --url http://127.0.0.1:$(PORT)/
 	@echo; echo "Chisel demo: http://127.0.0.1:$(PORT)/  (admin: http://127.0.0.1:$(PORT)/admin/, API docs: http://127.0.0.1:$(PORT)/api/docs/)"; echo
 	@trap 'kill 0' EXIT INT TERM; \
 	$(VENV)/bin/celery --quiet -A chisel worker --beat --schedule var/celerybeat-schedule -Q celery,sample,train --concurrency 1 --loglevel WARNING & \

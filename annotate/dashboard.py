@@ -152,24 +152,46 @@ def checkpoint_diversity(*, checkpoint_id: int) -> float | None:
 
 
 def filmstrip(*, taste: Taste, checkpoints: list[dict]) -> dict:
-    """Held-out (prompt, seed) keys rendered by most checkpoints, and each checkpoint's image of each key."""
+    """Held-out (prompt, seed) keys rendered by most checkpoints, and each checkpoint's image of each key, or why
+    there is none."""
     cells: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
+    prompts_of: dict[int, set[int]] = defaultdict(set)  # checkpoint id → prompts it has held-out images of
     for checkpoint_id, prompt_id, seed, name in Image.objects.filter(
         checkpoint__taste=taste, prompt__split=Prompt.Split.HELDOUT, seed__isnull=False
     ).values_list("checkpoint_id", "prompt_id", "seed", "file"):
         cells[(prompt_id, seed)][checkpoint_id] = name
+        prompts_of[checkpoint_id].add(prompt_id)
     keys = sorted(cells, key=lambda key: (-len(cells[key]), key[1], key[0]))[:FILMSTRIP_ROWS]
     texts = dict(Prompt.objects.filter(pk__in={p for p, _ in keys}).values_list("id", "text"))
     storage = Image._meta.get_field("file").storage
+
+    def cell(checkpoint: dict, prompt_id: int, seed: int) -> dict:
+        name = cells[(prompt_id, seed)].get(checkpoint["id"])
+        if name:
+            return {"url": storage.url(name), "reason": ""}
+        return {"url": None, "reason": empty_cell_reason(checkpoint, prompt_id, prompts_of[checkpoint["id"]])}
+
     return {
         "columns": [c["label"] for c in checkpoints],
         "rows": [
-            {"prompt": texts[prompt_id], "seed": seed,
-             "images": [storage.url(cells[(prompt_id, seed)][c["id"]]) if c["id"] in cells[(prompt_id, seed)] else None
-                        for c in checkpoints]}
+            {"prompt": texts[prompt_id], "seed": seed, "images": [cell(c, prompt_id, seed) for c in checkpoints]}
             for prompt_id, seed in keys
         ],
     }
+
+
+def empty_cell_reason(checkpoint: dict, prompt_id: int, sampled_prompts: set[int]) -> str:
+    """Why a checkpoint has no image of a held-out (prompt, seed): a checkpoint gets its held-out images when it is
+    evaluated, as a round's child and again as the next round's parent."""
+    if not sampled_prompts:
+        if checkpoint["status"] == Checkpoint.Status.REJECTED:
+            return "rejected checkpoint, never sampled"
+        if checkpoint["status"] == Checkpoint.Status.RETIRED:
+            return "no held-out images"
+        return "not sampled yet"
+    if prompt_id not in sampled_prompts:
+        return "prompt not in its evaluation"
+    return "no image for this seed"
 
 
 def taste_page(*, taste: Taste) -> dict:

@@ -115,12 +115,30 @@ def demo_sampling_round(*, taste: Taste, pairs: int = QUOTAS["pair_quota"], over
     )
 
 
+def demo_file(name: str) -> Path:
+    """A file the demo keeps beside its media folder (under `var/`): its logins, the URL it serves."""
+    return Path(settings.MEDIA_ROOT).parent / name
+
+
+def demo_url_record(*, url: str) -> None:
+    """Record the URL the demo serves, for `simulate_annotators` to find without `--url`."""
+    path = demo_file("demo-url")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(url.strip() + "\n")
+
+
+def demo_url() -> str | None:
+    """The URL the demo recorded, if it did."""
+    path = demo_file("demo-url")
+    return (path.read_text().strip() or None) if path.is_file() else None
+
+
 def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"]) -> dict[str, str]:
     """The demo taste, a lead and two annotators, and one round of pairs; returns username → password.
 
     Safe to run again: existing users and the round are kept, and the saved logins are returned.
     """
-    logins_file = Path(settings.MEDIA_ROOT).parent / "demo-logins.json"
+    logins_file = demo_file("demo-logins.json")
     if Taste.objects.filter(slug=DEMO_TASTE).exists() and logins_file.exists():
         return json.loads(logins_file.read_text())
     logins = {}

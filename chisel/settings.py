@@ -67,7 +67,7 @@ WSGI_APPLICATION = "chisel.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "chisel" / "templates"],  # admin/base_site.html: the favicon on every admin page
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

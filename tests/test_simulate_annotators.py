@@ -1,17 +1,25 @@
 """Simulated annotators over the real HTTP API (annotate/management/commands/simulate_annotators.py)."""
 
 import io
+import logging
+import os
+import subprocess
+import threading
 
 import numpy as np
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from PIL import Image
 
-from annotate import services
+from annotate import loop, services, tasks
+from annotate.demo import demo_url_record
 from annotate.images import image_store
-from annotate.models import Judgement, Pair, Prompt, Round
+from annotate.models import BaseModel, Checkpoint, Judgement, Pair, Prompt, Round, Taste, TrainingJob
 from sampler.toy.oracles import judge
+from tests.conftest import REPO, VENV_BIN, free_port
+from tests.models import build_tiny_flux
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -27,14 +35,24 @@ def brightness(image) -> float:
         return float(np.asarray(Image.open(handle).convert("L")).mean())
 
 
-def test_dark_oracle_annotators_judge_every_pair_for_the_darker_image(live_server):
-    taste = services.taste_create(slug="sim")
+def grey_round(slug: str = "sim") -> Round:
+    """Six pairs of grey squares, two labels each; the darker image is A or B in turn."""
+    taste = services.taste_create(slug=slug)
     round_ = Round.objects.create(taste=taste, number=1, state=Round.State.ANNOTATING, overlap=2)
     for index in range(6):
         prompt = Prompt.objects.create(text=f"a grey square {index}")
-        levels = (40 + 20 * index, 200 - 10 * index)  # never equal; the darker one is A or B in turn
+        levels = (40 + 20 * index, 200 - 10 * index)  # never equal
         a, b = (image_store(prompt=prompt, data=grey(level)) for level in (levels if index % 2 else levels[::-1]))
         Pair.objects.create(round=round_, taste=taste, prompt=prompt, image_a=a, image_b=b, overlap=2)
+    return round_
+
+
+def simulators() -> list[str]:
+    return list(get_user_model().objects.filter(username__startswith="sim-").values_list("username", flat=True))
+
+
+def test_dark_oracle_annotators_judge_every_pair_for_the_darker_image(live_server):
+    grey_round()
     out = io.StringIO()
     call_command("simulate_annotators", "--taste", "sim", "--oracle", "dark", "--annotators", "2", "--until-idle",
                  "--idle", "1", "--url", live_server.url, stdout=out)
@@ -42,6 +60,148 @@ def test_dark_oracle_annotators_judge_every_pair_for_the_darker_image(live_serve
     for judgement in Judgement.objects.select_related("pair__image_a", "pair__image_b"):
         darker = "a" if brightness(judgement.pair.image_a) < brightness(judgement.pair.image_b) else "b"
         assert judgement.choice == darker
+
+
+def test_without_url_it_judges_at_the_url_the_demo_recorded_and_logs_progress_only(live_server, caplog, tmp_path):
+    call_command("seed_demo", "--pairs", "1", "--url", live_server.url, stdout=io.StringIO())
+    assert (tmp_path / "demo-url").read_text().strip() == live_server.url  # beside media/, as var/ is in the demo
+    grey_round()
+    caplog.set_level(logging.INFO)
+    out = io.StringIO()
+    call_command("simulate_annotators", "--taste", "sim", "--oracle", "dark", "--annotators", "2", "--until-idle",
+                 "--idle", "1", stdout=out)
+    assert f"judging 'sim' at {live_server.url}/" in out.getvalue()
+    assert "12 judgements by 2 simulated 'dark' annotators" in out.getvalue()
+    assert Judgement.objects.count() == 12
+    assert not [record for record in caplog.records if record.name.startswith(("httpx", "httpcore"))]
+
+
+def manage(media_root, *args) -> subprocess.CompletedProcess:
+    """manage.py in a process of its own, on the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {**os.environ, "MEDIA_ROOT": str(media_root),
+           "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+    return subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_when_nothing_answers_it_says_so_in_one_line_before_making_any_user(media_root):
+    grey_round()
+    dead = f"http://127.0.0.1:{free_port()}/"
+    demo_url_record(url=dead)
+    result = manage(media_root, "simulate_annotators", "--taste", "sim", "--oracle", "dark", "--until-idle")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"Nothing answers at {dead} (recorded in {media_root.parent / 'demo-url'}" in result.stderr
+    assert simulators() == []
+
+
+def test_with_no_demo_url_it_tries_port_8000_and_says_where_the_url_comes_from(media_root):
+    import httpx
+
+    try:
+        httpx.get("http://127.0.0.1:8000/", timeout=1)
+        pytest.skip("something serves port 8000 on this machine")
+    except httpx.HTTPError:
+        pass
+    grey_round()
+    result = manage(media_root, "simulate_annotators", "--taste", "sim", "--oracle", "dark")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "Nothing answers at http://127.0.0.1:8000/ (no demo URL recorded in" in result.stderr
+    assert simulators() == []
+
+
+def test_until_decided_needs_a_round_under_way(live_server):
+    round_ = grey_round()
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.DONE)
+    with pytest.raises(CommandError, match="no round under way: its last, round 1, is done"):
+        call_command("simulate_annotators", "--taste", "sim", "--oracle", "dark", "--until-decided",
+                     "--url", live_server.url)
+    assert simulators() == []
+
+
+class Beat:
+    """The demo's beat (advance_rounds every half second) in a thread, for the test's worker runs none."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        while not self.stopped.wait(0.5):
+            tasks.advance_rounds()
+        connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+def test_until_decided_ends_in_one_line_when_the_round_fails_or_time_runs_out(live_server):
+    round_ = grey_round()
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING)
+    command = ["simulate_annotators", "--taste", "sim", "--oracle", "dark", "--until-decided", "--poll", "0.2",
+               "--url", live_server.url]
+    with pytest.raises(CommandError, match=r"^Round 1 has no decision after 1 s: round 1 training: the training job "
+                                           r"is being queued\.$"):
+        call_command(*command, "--timeout", "1", stdout=io.StringIO())
+
+    TrainingJob.objects.create(round=round_, config={}, steps=3, state=TrainingJob.State.FAILED,
+                               error="CUDA out of memory\n  while training step 2")
+    out = io.StringIO()
+    with Beat(), pytest.raises(CommandError) as refused:
+        call_command(*command, "--timeout", "60", stdout=out)
+    assert str(refused.value) == ("Round 1 ended failed without a decision: Training failed: CUDA out of memory "
+                                  "while training step 2")
+    assert "round 1 failed in training: Training failed: CUDA out of memory while training step 2" in out.getvalue()
+
+
+def test_make_demo_records_the_url_of_the_port_it_serves():
+    recipe = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            check=True).stdout
+    assert "manage.py seed_demo --url http://127.0.0.1:8123/" in recipe
+    assert "manage.py runserver 127.0.0.1:8123" in recipe
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_dir(tmp_path_factory):
+    return build_tiny_flux(tmp_path_factory.mktemp("simulate") / "flux")
+
+
+def test_until_decided_judges_a_round_through_training_and_evaluation_to_its_decision(
+    celery_worker_process, live_server, tiny_flux_dir
+):
+    from tests.test_loop import new_round
+
+    taste = services.taste_create(slug="decide")
+    base = BaseModel.objects.create(name="tiny-decide", kind="flux", path=str(tiny_flux_dir), default_steps=2,
+                                    default_width=64, default_height=64, default_max_sequence_length=32)
+    root = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=root)
+    round_ = new_round(taste)
+    assert loop.round_start(round_id=round_.pk)
+    out = io.StringIO()
+    with Beat():
+        call_command("simulate_annotators", "--taste", "decide", "--oracle", "dark", "--annotators", "1",
+                     "--until-decided", "--poll", "0.5", "--timeout", "300", "--url", live_server.url, stdout=out)
+    round_.refresh_from_db()
+    assert round_.state == Round.State.DONE and round_.decision
+    lines = out.getvalue().splitlines()
+    states = [line.split(":")[0].split()[2] for line in lines if line.startswith("round 1 ")]
+    assert "training" in states and states[-1] == "done"
+    verdict = "promoted" if round_.decision["promote"] else "rejected"
+    assert lines[-2].startswith(f"round 1 done: {verdict}: win rate")
+    judged = Judgement.objects.filter(pair__round=round_).count()
+    assert lines[-1] == f"{judged} judgements by 1 simulated 'dark' annotators (noise 0.0)."
+    assert Judgement.objects.filter(pair__round=round_, pair__kind="eval").count() == 4  # the eval pairs, judged
 
 
 def test_oracles_with_noise_and_the_random_control():

@@ -4,6 +4,7 @@ import io
 import json
 import re
 import uuid
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -123,6 +124,87 @@ def test_done_rounds_show_the_databases_figures(lead_browser, taste, tmp_path, d
 
     with django_assert_max_num_queries(30):  # diversity is cached now: a bounded number of queries
         page(lead_browser, taste)
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def round_ticks(html: str) -> list[list[str]]:
+    """The tick labels of every x axis labelled `round` in the page's charts."""
+    axes = []
+    for svg in re.findall(r"<figure class=\"chart\">(<svg.*?</svg>)", html, re.S):
+        for axis in ET.fromstring(svg).iter(f"{SVG}g"):
+            if not axis.get("id", "").startswith("matplotlib.axis"):
+                continue
+            texts = [t.text for t in axis.iter(f"{SVG}text")]
+            if texts and texts[-1] == "round":  # the axis label comes after the tick labels
+                axes.append([t.text for tick in axis if tick.get("id", "").startswith("xtick")
+                             for t in tick.iter(f"{SVG}text")])
+    return axes
+
+
+def test_round_axes_show_whole_rounds_only(lead_browser, taste, tmp_path):
+    build_rounds(taste, tmp_path, [["b", "b"], ["a", "b"], ["b"]])
+    axes = round_ticks(page(lead_browser, taste))
+    assert len(axes) == 3  # the win rate, the win rate beside diversity, the labels
+    for ticks in axes:
+        assert ticks and all(re.fullmatch(r"[1-3]", tick) for tick in ticks), ticks
+
+
+def right_edge(group) -> float:
+    """The right edge of an axes: the largest x of its background patch (the first path drawn in it)."""
+    path = next(group.iter(f"{SVG}path")).get("d")
+    return max(float(x) for x in re.findall(r"[ML] ([-\d.]+) [-\d.]+", path))
+
+
+def test_legends_sit_right_of_the_data(lead_browser, taste, tmp_path):
+    build_rounds(taste, tmp_path, [["b", "b"], ["a", "b"], ["b"]])
+    html = page(lead_browser, taste)
+    charts = re.findall(r'<section id="([^"]+)">.*?<figure class="chart">(<svg.*?</svg>)', html, re.S)
+    with_legend = 0
+    for name, svg in charts:
+        root = ET.fromstring(svg)
+        groups = list(root.iter(f"{SVG}g"))
+        legends = [g for g in groups if g.get("id", "").startswith("legend")]
+        if not legends:
+            continue
+        with_legend += 1
+        data_right = max(right_edge(g) for g in groups if re.fullmatch(r"axes_\d+", g.get("id", "")))
+        for legend in legends:
+            texts = [float(t.get("x")) for t in legend.iter(f"{SVG}text")]
+            assert texts and min(texts) > data_right, (name, texts, data_right)
+    assert with_legend == 3  # the win rate, the training curves, the labels
+
+
+def filmstrip_cells(html: str) -> dict[tuple[str, str], list[str]]:
+    """(prompt, seed) → each column's cell: `img` or the reason written in the empty cell."""
+    table = re.search(r'<table class="filmstrip">(.*?)</table>', html, re.S).group(1)
+    columns = re.findall(r"<th>([^<]*)</th>", table)[1:]
+    rows = {}
+    for prompt, seed, cells in re.findall(r"<tr><td>([^<]*)<br>seed (\d+)</td>(.*?)</tr>", table, re.S):
+        found = re.findall(r'<td>(?:<img src="[^"]+"|<span class="empty">([^<]*)</span>)', cells)
+        rows[(prompt, seed)] = dict(zip(columns, [reason or "img" for reason in found]))
+    return rows
+
+
+def test_empty_filmstrip_cells_say_why(lead_browser, taste, tmp_path):
+    base = BaseModel.objects.create(name="toy", kind="flux", path=str(tmp_path))
+    root = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.RETIRED)
+    kept = Checkpoint.objects.create(taste=taste, base_model=base, parent=root, status=Checkpoint.Status.CURRENT)
+    dropped = Checkpoint.objects.create(taste=taste, base_model=base, parent=kept, status=Checkpoint.Status.REJECTED)
+    training = Checkpoint.objects.create(taste=taste, base_model=base, parent=kept, status=Checkpoint.Status.CANDIDATE)
+    for number, child in enumerate((kept, dropped, training), start=1):
+        Round.objects.create(taste=taste, number=number, parent_checkpoint=child.parent, child_checkpoint=child,
+                             state=Round.State.TRAINING if child == training else Round.State.DONE)
+    circle, square = (Prompt.objects.create(text=text, split=Prompt.Split.HELDOUT) for text in ("circle", "square"))
+    for checkpoint, prompt, seed in ((root, circle, 7), (root, circle, 8), (root, square, 7), (kept, circle, 7)):
+        image_store(prompt=prompt, data=png(10 * seed + checkpoint.pk), checkpoint=checkpoint, seed=seed)
+
+    rows = filmstrip_cells(page(lead_browser, taste))
+    assert rows[("circle", "7")] == {"base": "img", "round 1": "img", "round 2": "rejected checkpoint, never sampled",
+                                     "round 3": "not sampled yet"}
+    assert rows[("circle", "8")]["round 1"] == "no image for this seed"
+    assert rows[("square", "7")]["round 1"] == "prompt not in its evaluation"
 
 
 def test_annotators_cannot_see_the_page(annotator, taste):

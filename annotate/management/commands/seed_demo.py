@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from annotate.demo import demo_world_seed
+from annotate.demo import demo_url_record, demo_world_seed
 
 
 class Command(BaseCommand):
@@ -10,9 +10,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--pairs", type=int, default=60)
+        parser.add_argument("--url", help="the URL the demo will serve, recorded for simulate_annotators")
 
-    def handle(self, *args, pairs, **options):
+    def handle(self, *args, pairs, url, **options):
         logins = demo_world_seed(pairs=pairs)
+        if url:
+            demo_url_record(url=url)
         width = max(map(len, logins))
         self.stdout.write("Demo logins (role, username, password):")
         for username, password in logins.items():
