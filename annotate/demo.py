@@ -22,6 +22,15 @@ COLOURS = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (40, 160, 70), 
 DEMO_TASTE = "demo"
 DEMO_ANNOTATORS = ("alice", "bob")
 DEMO_LEAD = "lead"
+DEMO_GUIDELINES = """\
+Each image should show **the shape and colour the caption names**, on a background worth looking at.
+
+- Prefer the image whose background has **texture**: grain, stripes, checks or clouds over a flat fill.
+- A wrong shape or colour loses, however nice the background.
+- If both are equally good, press `3` (tie); if both are wrong, `0` (both bad).
+
+Hold `z` for a loupe on the same spot of both images; `f` flickers between them.
+"""
 
 
 def draw_shape(*, shape: str, colour: str, seed: int, size: int = 256) -> bytes:
@@ -93,7 +102,8 @@ def toy_base_model(folder: Path) -> BaseModel:
     return base
 
 
-def demo_sampling_round(*, taste: Taste, pairs: int = QUOTAS["pair_quota"], overlap: int = QUOTAS["overlap"]) -> Round:
+def demo_sampling_round(*, taste: Taste, pairs: int = QUOTAS["pair_quota"], overlap: int = QUOTAS["overlap"],
+                        eval_pairs: int = QUOTAS["eval_pair_quota"], train_steps: int | None = None) -> Round:
     """A round in the sampling state on the toy model, with held-out prompts for its evaluation: the demo's
     worker samples its pairs, and the round trains and evaluates itself once its labels are in. Its quotas are the
     launch form's starting ones (annotate/launch_settings.py), so round 2 launched with the form's values matches it."""
@@ -108,10 +118,11 @@ def demo_sampling_round(*, taste: Taste, pairs: int = QUOTAS["pair_quota"], over
     heldout_ids = [Prompt.objects.create(text=text, tags=["toy"], split=Prompt.Split.HELDOUT).pk for text in heldout]
     return Round.objects.create(
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=pairs,
-        label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=QUOTAS["eval_pair_quota"],
+        label_quota=pairs * overlap, overlap=overlap, eval_pair_quota=eval_pairs,
         promotion_threshold=QUOTAS["promotion_threshold"], guard_rails={"adherence": {"max_drop": 0.05}},
         sampling_config={"prompt_ids": train_ids, "eval_prompt_ids": heldout_ids, "low_water": 20, "batch": 8},
-        training_config=training_config(base=base, chosen={}) or defaults.TRAINING[base.kind],
+        training_config=training_config(base=base, chosen={} if train_steps is None else {"steps": train_steps})
+        or defaults.TRAINING[base.kind],
     )
 
 
@@ -133,8 +144,10 @@ def demo_url() -> str | None:
     return (path.read_text().strip() or None) if path.is_file() else None
 
 
-def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"]) -> dict[str, str]:
-    """The demo taste, a lead and two annotators, and one round of pairs; returns username → password.
+def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"], eval_pairs: int = QUOTAS["eval_pair_quota"],
+                    train_steps: int | None = None) -> dict[str, str]:
+    """The demo taste, a lead and two annotators, and one round of `pairs` pairs, judged by `eval_pairs` eval pairs
+    and trained for `train_steps` (else the toy model's own number); returns username → password.
 
     Safe to run again: existing users and the round are kept, and the saved logins are returned.
     """
@@ -144,7 +157,8 @@ def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"]) -> dict[str, str]:
     logins = {}
     with transaction.atomic():
         taste = Taste.objects.filter(slug=DEMO_TASTE).first() or services.taste_create(
-            slug=DEMO_TASTE, name="Demo taste", description="Procedurally drawn shapes; judge by texture and light."
+            slug=DEMO_TASTE, name="Demo taste", description="Procedurally drawn shapes; judge by texture and light.",
+            guidelines=DEMO_GUIDELINES,
         )
         User = get_user_model()
         for username in (DEMO_LEAD, *DEMO_ANNOTATORS):
@@ -160,7 +174,7 @@ def demo_world_seed(*, pairs: int = QUOTAS["pair_quota"]) -> dict[str, str]:
             logins[username] = password
         if not taste.rounds.exists():
             if (TOY_MODEL / "model_index.json").exists():
-                demo_sampling_round(taste=taste, pairs=pairs)
+                demo_sampling_round(taste=taste, pairs=pairs, eval_pairs=eval_pairs, train_steps=train_steps)
             else:
                 demo_round_seed(taste=taste, pairs=pairs)
     logins_file.parent.mkdir(parents=True, exist_ok=True)

@@ -386,9 +386,10 @@ def leases_release(*, round_id: int, idle: timedelta | None = None, now: datetim
     return len(leases)
 
 
-def taste_create(*, slug: str, name: str = "", description: str = "") -> Taste:
+def taste_create(*, slug: str, name: str = "", description: str = "", guidelines: str = "") -> Taste:
     """A new taste with an empty cohort."""
-    return Taste.objects.create(slug=slug, name=name or slug.replace("-", " ").title(), description=description)
+    return Taste.objects.create(slug=slug, name=name or slug.replace("-", " ").title(), description=description,
+                                guidelines=guidelines)
 
 
 def annotator_create(
