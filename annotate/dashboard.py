@@ -216,8 +216,9 @@ def checkpoint_strengths(*, taste: Taste, checkpoints: list[dict]) -> list[dict]
     fit = bradley_terry(edges, items=items, roots=[root(i) for i in items])
     named = {c["id"]: c for c in checkpoints}
     return [
-        {"id": item, "label": named[item]["label"], "status": named[item]["status"], "is_root": root(item) == item, "strength": fit["strength"][i],
-         "low": fit["low"][i], "high": fit["high"][i], "vs_base": implied_win(fit["strength"][i]),
-         "vs_base_low": implied_win(fit["low"][i]), "vs_base_high": implied_win(fit["high"][i])}
+        {"id": item, "label": named[item]["label"], "status": named[item]["status"], "is_root": root(item) == item,
+         "strength": fit["strength"][i], "low": fit["low"][i], "high": fit["high"][i],
+         "vs_base": implied_win(fit["strength"][i]), "vs_base_low": implied_win(fit["low"][i]),
+         "vs_base_high": implied_win(fit["high"][i])}
         for i, item in enumerate(items)
     ]
