@@ -48,7 +48,7 @@ def clustered_rate(rows, *, confidence: float = 0.95) -> WinRate:
     wins = sum(score == 1.0 for *_, score in rows)
     ties = sum(score == 0.5 for *_, score in rows)
     if not rows:
-        return WinRate(0, 0, 0, math.nan, 0.0, 1.0)
+        return WinRate(0, 0, 0, math.nan, 0.0, 1.0, "none")
     prompts, pairs, scores = zip(*rows)
     interval = clustered_win_rate(prompts, pairs, scores, confidence=confidence)
     return WinRate(wins, len(rows) - wins - ties, ties, interval.rate, interval.low, interval.high,
