@@ -171,3 +171,23 @@ def labels_chart(rounds: list[dict]) -> str:
         _legend_outside(axes)
     axes.set_title("Labels per round")
     return _svg(figure)
+
+
+def strength_chart(strengths: list[dict]) -> str:
+    """Bradley–Terry strength per checkpoint (log-odds over the base) and the win rate over the base it implies,
+    both with their 95% intervals; green current or retired (promoted), red rejected, grey the base."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 2.8))
+    for i, row in enumerate(strengths):
+        colour = OPEN if row["is_root"] else REJECTED if row["status"] == "rejected" else PROMOTED
+        for axes, (value, low, high) in ((left, (row["strength"], row["low"], row["high"])),
+                                         (right, (row["vs_base"], row["vs_base_low"], row["vs_base_high"]))):
+            axes.errorbar([i], [value], yerr=[[value - low], [high - value]], fmt="o", color=colour, capsize=3)
+    for axes, level in ((left, 0.0), (right, 0.5)):
+        axes.axhline(level, color="#888", linestyle="dashed", linewidth=0.8)
+        axes.set_xticks(range(len(strengths)), [r["label"] for r in strengths], rotation=45, ha="right")
+    left.set_ylabel("strength (log-odds vs base)")
+    left.set_title("Bradley–Terry strength")
+    right.set_ylim(0, 1)
+    right.set_ylabel("implied win rate vs base")
+    right.set_title("Cumulative against the base")
+    return _svg(figure)

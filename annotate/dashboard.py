@@ -9,8 +9,9 @@ import numpy as np
 from django.db.models import Count, Q
 from PIL import Image as PILImage
 
-from annotate.evaluation import win_rate, win_record
+from annotate.evaluation import clustered_rate, win_record
 from annotate.models import Checkpoint, Image, Judgement, Pair, Prompt, Round, Taste
+from annotate.stats import bradley_terry, implied_win
 from sampler.diversity import diversity
 
 logger = logging.getLogger(__name__)
@@ -30,21 +31,18 @@ def round_rows(*, taste: Taste) -> list[dict]:
             eval_labels=Count("pairs__judgements", filter=Q(pairs__kind=Pair.Kind.EVAL)),
         )
     )
-    records = {
-        row["pair__round_id"]: row
-        for row in Judgement.objects.filter(pair__round__taste=taste, pair__kind=Pair.Kind.EVAL)
-        .values("pair__round_id")
-        .annotate(wins=Count("id", filter=Q(choice="b")), losses=Count("id", filter=Q(choice="a")),
-                  ties=Count("id", filter=Q(choice="tie")))
-    }
+    judgements = defaultdict(list)  # round id → (prompt id, pair id, choice) of its eval judgements
+    for round_id, *row in Judgement.objects.filter(pair__round__taste=taste, pair__kind=Pair.Kind.EVAL).order_by(
+        "id"
+    ).values_list("pair__round_id", "pair__prompt_id", "pair_id", "choice"):
+        judgements[round_id].append(row)
     rows = []
     for round_ in rounds:
-        counts = records.get(round_.pk, {"wins": 0, "losses": 0, "ties": 0})
         decision = round_.decision or {}
         rows.append({
             "number": round_.number, "id": round_.pk, "state": round_.state, "error": round_.error,
             "train_labels": round_.train_labels, "eval_labels": round_.eval_labels,
-            "win": win_record(win_rate(wins=counts["wins"], losses=counts["losses"], ties=counts["ties"])),
+            "win": win_record(clustered_rate(judgements[round_.pk])),
             "threshold": round_.promotion_threshold, "promoted": decision.get("promote"),
             "parent": round_.parent_checkpoint_id, "child": round_.child_checkpoint_id,
             "against_base": round_.parent_checkpoint is not None and round_.parent_checkpoint.parent_id is None,
@@ -210,3 +208,39 @@ def taste_page(*, taste: Taste) -> dict:
         "rounds": rounds, "checkpoints": checkpoints, "curves": training_curves(rounds=rounds, checkpoints=checkpoints),
         "activity": annotator_activity(taste=taste), "filmstrip": filmstrip(taste=taste, checkpoints=checkpoints),
     }
+
+
+def checkpoint_strengths(*, taste: Taste, checkpoints: list[dict]) -> list[dict]:
+    """A Bradley–Terry strength per checkpoint over every eval judgement of the taste, relative to its lineage's
+    root (the base), with a 95% cluster-bootstrap interval, and the win rate against the base it implies.
+
+    Eval pairs compare a child with its parent only, so "against the base" beyond round 1 is this model's figure
+    (strengths add along the lineage), not a measured head-to-head; see docs/evaluation.md.
+    """
+    edges = [
+        (prompt_id, pair_id, child, parent, {"b": 1.0, "tie": 0.5, "a": 0.0}[choice])
+        for prompt_id, pair_id, parent, child, choice in Judgement.objects.filter(
+            pair__taste=taste, pair__kind=Pair.Kind.EVAL, choice__in=("a", "b", "tie")
+        ).order_by("id").values_list("pair__prompt_id", "pair_id", "pair__image_a__checkpoint_id",
+                                     "pair__image_b__checkpoint_id", "choice")
+    ]
+    parents = {c["id"]: c["parent"] for c in checkpoints}
+    compared = {item for edge in edges for item in edge[2:4]}
+
+    def root(checkpoint_id: int) -> int:
+        while parents.get(checkpoint_id) is not None:
+            checkpoint_id = parents[checkpoint_id]
+        return checkpoint_id
+
+    items = [c["id"] for c in checkpoints if c["id"] in compared or c["id"] in {root(i) for i in compared}]
+    if len(items) < 2:
+        return []
+    fit = bradley_terry(edges, items=items, roots=[root(i) for i in items])
+    named = {c["id"]: c for c in checkpoints}
+    return [
+        {"id": item, "label": named[item]["label"], "status": named[item]["status"], "is_root": root(item) == item,
+         "strength": fit["strength"][i], "low": fit["low"][i], "high": fit["high"][i],
+         "vs_base": implied_win(fit["strength"][i]), "vs_base_low": implied_win(fit["low"][i]),
+         "vs_base_high": implied_win(fit["high"][i])}
+        for i, item in enumerate(items)
+    ]

@@ -3,10 +3,10 @@
 import math
 from dataclasses import asdict, dataclass, field
 
-from django.db.models import Count, Q
-from scipy.stats import norm
-
 from annotate.models import Judgement, Pair
+from annotate.stats import clustered_win_rate, wilson
+
+SCORES = {Judgement.Choice.B: 1.0, Judgement.Choice.TIE: 0.5, Judgement.Choice.A: 0.0}  # the child is image B
 
 
 @dataclass(frozen=True)
@@ -15,8 +15,12 @@ class WinRate:
     losses: int
     ties: int
     rate: float  # (wins + ties/2) / n
-    low: float  # Wilson score interval
+    low: float
     high: float
+    method: str = "wilson"  # how low and high were found
+    clusters: str = ""  # the bootstrap's independent units: "prompts" (or "pairs" with one prompt)
+    pairs: int = 0
+    prompts: int = 0
 
     @property
     def n(self) -> int:
@@ -24,29 +28,39 @@ class WinRate:
 
 
 def win_rate(*, wins: int, losses: int, ties: int, confidence: float = 0.95) -> WinRate:
-    """The share of comparisons won, a tie counting half, with a Wilson score interval.
+    """The share of comparisons won, a tie counting half, with a Wilson score interval over comparisons.
 
-    Wilson's interval stays inside [0, 1] and behaves at small n and at rates near 0 or 1, where the
-    normal approximation does not; a tie enters as half a success.
+    Right only for independent comparisons: eval judgements share pairs and prompts, so the gate uses
+    `clustered_rate` instead; this stays for counts without their pairs and as the comparison in
+    docs/evaluation.md.
     """
     n = wins + losses + ties
     if n == 0:
         return WinRate(wins, losses, ties, math.nan, 0.0, 1.0)
-    p = (wins + ties / 2) / n
-    z = norm.ppf(0.5 + confidence / 2)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return WinRate(wins, losses, ties, p, max(0.0, centre - half), min(1.0, centre + half))
+    low, high = wilson(wins + ties / 2, n, confidence)
+    return WinRate(wins, losses, ties, (wins + ties / 2) / n, low, high)
+
+
+def clustered_rate(rows, *, confidence: float = 0.95) -> WinRate:
+    """The child's record from (prompt id, pair id, choice) judgement rows, with an interval that treats the
+    prompts as the independent units (`annotate.stats.clustered_win_rate`; see docs/evaluation.md)."""
+    rows = [(prompt, pair, SCORES[choice]) for prompt, pair, choice in rows if choice in SCORES]
+    wins = sum(score == 1.0 for *_, score in rows)
+    ties = sum(score == 0.5 for *_, score in rows)
+    if not rows:
+        return WinRate(0, 0, 0, math.nan, 0.0, 1.0, "none")
+    prompts, pairs, scores = zip(*rows)
+    interval = clustered_win_rate(prompts, pairs, scores, confidence=confidence)
+    return WinRate(wins, len(rows) - wins - ties, ties, interval.rate, interval.low, interval.high,
+                   interval.method, interval.clusters, interval.pairs, interval.prompts)
 
 
 def round_eval_counts(*, round_id: int) -> WinRate:
     """The child's record in a round's eval pairs (image A is the parent's, image B the child's)."""
-    counts = Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.EVAL).aggregate(
-        wins=Count("id", filter=Q(choice=Judgement.Choice.B)),
-        losses=Count("id", filter=Q(choice=Judgement.Choice.A)),
-        ties=Count("id", filter=Q(choice=Judgement.Choice.TIE)),
+    return clustered_rate(
+        Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.EVAL)
+        .order_by("id").values_list("pair__prompt_id", "pair_id", "choice")
     )
-    return win_rate(**counts)
 
 
 @dataclass

@@ -42,6 +42,8 @@ class TasteCharts:
             "diversity": charts.diversity_chart(page["checkpoints"], page["rounds"]),
             "labels": charts.labels_chart(page["rounds"]),
         }
+        page["strengths"] = dashboard.checkpoint_strengths(taste=taste, checkpoints=page["checkpoints"])
+        svg["strengths"] = charts.strength_chart(page["strengths"])
         context = {
             **self.admin_site.each_context(request), "title": f"{taste.name}: the model round by round",
             "taste": taste, "page": page, "charts": {name: mark_safe(chart) for name, chart in svg.items()},

@@ -15,7 +15,14 @@ Runs the whole of Chisel's loop on the CPU, through the real services and API:
 4. prints a table and, as its last line, one JSON object with the same figures.
 
 Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
-most 5 points below the base's, all in under 20 minutes on 2 cores.
+most 5 points below the base's, all in under 20 minutes on 2 cores. Since issue 17 the control's figure is the
+textured oracle's same-seed score of the control's last *trained* child (promoted or not; its final checkpoint is
+the base whenever the gate rejects everything, and scores 50% by construction), still 50 +/- 10%, beside the share
+of control rounds promoted; each round also shows its child's win rate against the base implied by Bradley–Terry
+strengths over all the taste's eval judgements (`annotate.dashboard.checkpoint_strengths`). The rows below were
+measured before issue 17, with the gate's old Wilson interval over judgements: the gate now treats the held-out
+prompts as its independent units, so with this bench's 3 held-out prompts (t on 2 degrees of freedom) it promotes
+only children that win clearly on every prompt (docs/evaluation.md).
 
 Measured on the 2-core machine (one run each; runs of the same settings differ by several points), 96 eval pairs,
 the adherence rail sign-tested against parent and base (¹ against the parent alone; ² against the parent, breaking
@@ -145,7 +152,7 @@ class LoopResult:
     adherence_final: float
     # The textured oracle's same-seed verdict on the loop's last trained child, promoted or not: what the labels
     # did to the model before the promotion gate had its say (the final checkpoint is the last promoted one).
-    child_same_seed_win_rate: float
+    child_same_seed_win_rate: float | None  # None when no round trained a child
     wall_s: float
 
 
@@ -360,7 +367,21 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
     if last_child is not None and last_child != final.pk:
         child = checkpoint_spec(Checkpoint.objects.get(pk=last_child))
     figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params, child_spec=child)
+    if last_child is None:  # no round trained a child: nothing to score (the base against itself is 50%)
+        figures["child_same_seed_win_rate"] = None
+    cumulative_against_base(taste, results)
     return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
+
+
+def cumulative_against_base(taste, results: list[dict]) -> None:
+    """Each round's child against the base: the win rate its Bradley–Terry strength implies, fitted to all the
+    taste's eval judgements (what the charts page shows), with the 95% interval; added to the round rows."""
+    from annotate.dashboard import checkpoint_strengths, lineage
+
+    strengths = {row["id"]: row for row in checkpoint_strengths(taste=taste, checkpoints=lineage(taste=taste))}
+    for result in results:
+        row = strengths.get(result["child"])
+        result["vs_base"] = row and {"rate": row["vs_base"], "low": row["vs_base_low"], "high": row["vs_base_high"]}
 
 
 def main() -> None:
@@ -443,30 +464,43 @@ def training_settings(args) -> dict:
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 
+def child_score(result: LoopResult) -> str:
+    return "—" if result.child_same_seed_win_rate is None else f"{result.child_same_seed_win_rate:.1%}"
+
+
 def report(args, loops: list[LoopResult], wall: float) -> None:
     print()
-    print(f"{'loop':<10} {'round':>5} {'state':<10} {'promoted':>8} {'eval win':>9} {'low':>6} {'seconds':>8}")
+    print(f"{'loop':<10} {'round':>5} {'state':<10} {'promoted':>8} {'eval win':>9} {'low':>6} "
+          f"{'vs base (BT, 95% interval)':>27} {'seconds':>8}")
     for result in loops:
         for r in result.rounds:
             rate = "" if r["win_rate"] is None else f"{r['win_rate']:.3f}"
             low = "" if r["win_low"] is None else f"{r['win_low']:.3f}"
+            base = r.get("vs_base")
+            base = f"{base['rate']:.3f} [{base['low']:.3f}, {base['high']:.3f}]" if base else ""
             print(f"{result.oracle:<10} {r['number']:>5} {r['state']:<10} {str(r['promoted']):>8} {rate:>9} {low:>6} "
-                  f"{r['seconds']:>8.0f}")
+                  f"{base:>27} {r['seconds']:>8.0f}")
     print()
     print(f"{'loop':<10} {'same-seed':>9} {'indep.':>7} {'flat base':>9} {'flat final':>10} {'adh. base':>9} "
           f"{'adh. final':>10} {'child same-seed':>15} {'wall s':>7}")
     for r in loops:
         print(f"{r.oracle:<10} {r.same_seed_win_rate:>9.1%} {r.independent_seed_win_rate:>7.1%} "
               f"{r.flat_share_base:>9.1%} {r.flat_share_final:>10.1%} {r.adherence_base:>9.1%} "
-              f"{r.adherence_final:>10.1%} {r.child_same_seed_win_rate:>15.1%} {r.wall_s:>7.0f}")
+              f"{r.adherence_final:>10.1%} {child_score(r):>15} {r.wall_s:>7.0f}")
     main_loop = next((r for r in loops if r.oracle != "random"), None)
     control = next((r for r in loops if r.oracle == "random"), None)
     figures = {name: getattr(main_loop, name, None) for name in (
         "same_seed_win_rate", "independent_seed_win_rate", "flat_share_base", "flat_share_final", "adherence_base",
         "adherence_final")}
+    control_promoted = [bool(r["promoted"]) for r in control.rounds] if control else []
     summary = {
         **figures, "control_same_seed_win_rate": control.same_seed_win_rate if control else None,
+        # The control's figures: how often the gate let a random-label child through, and what the oracle makes
+        # of the last child the random labels trained (promoted or not), which should stay near 50%.
+        "control_promoted_share": sum(control_promoted) / len(control_promoted) if control_promoted else None,
         "control_child_same_seed_win_rate": control.child_same_seed_win_rate if control else None,
+        "cumulative_vs_base": [r.get("vs_base") for r in main_loop.rounds] if main_loop else None,
+        "control_cumulative_vs_base": [r.get("vs_base") for r in control.rounds] if control else None,
         "wall_s": wall, "model": args.model.name, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,
@@ -476,10 +510,14 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
     targets = [
         ("same-seed win >= 95%", ran and main_loop.same_seed_win_rate >= 0.95),
         ("independent-seed win >= 80%", ran and main_loop.independent_seed_win_rate >= 0.80),
-        ("control within 50 +/- 10%", control is not None and abs(control.same_seed_win_rate - 0.5) <= 0.10),
+        ("control's last trained child within 50 +/- 10%", control is not None
+         and control.child_same_seed_win_rate is not None and abs(control.child_same_seed_win_rate - 0.5) <= 0.10),
         ("adherence drop <= 5 points", ran and main_loop.adherence_base - main_loop.adherence_final <= 0.05),
         ("under 20 minutes", wall <= 20 * 60),
     ]
+    if control_promoted:
+        print(f"\ncontrol: {sum(control_promoted)} of {len(control_promoted)} rounds promoted "
+              f"(the gate's one-sided risk is 2.5% a round; docs/evaluation.md)")
     print()
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

@@ -12,7 +12,7 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from annotate import services
-from annotate.evaluation import win_rate
+from annotate.evaluation import clustered_rate
 from annotate.images import image_store
 from annotate.models import BaseModel, Checkpoint, Image, Judgement, Pair, Prompt, Round
 from sampler.diversity import diversity, mean_pairwise_distance
@@ -95,11 +95,10 @@ def build_rounds(taste, tmp_path, choices_by_round: list[list[str]]):
 def test_done_rounds_show_the_databases_figures(lead_browser, taste, tmp_path, django_assert_max_num_queries):
     build_rounds(taste, tmp_path, [["b", "b", "b", "a", "tie", "b"], ["a", "b", "tie", "tie"], ["b"] * 5])
     html = page(lead_browser, taste)
-    assert 'id="no-rounds"' not in html and html.count('<figure class="chart"><svg') == 5
+    assert 'id="no-rounds"' not in html and html.count('<figure class="chart"><svg') == 6  # with the strengths
     for round_ in Round.objects.filter(taste=taste):
         judgements = Judgement.objects.filter(pair__round=round_)
-        choices = list(judgements.values_list("choice", flat=True))
-        expected = win_rate(wins=choices.count("b"), losses=choices.count("a"), ties=choices.count("tie"))
+        expected = clustered_rate(judgements.order_by("id").values_list("pair__prompt_id", "pair_id", "choice"))
         row = f'data-round="{round_.number}"'
         assert cell(html, row, "win-rate") == f"{expected.rate:.3f}"
         assert f"[{expected.low:.3f}, {expected.high:.3f}] (n={expected.n})" in html
