@@ -22,6 +22,7 @@ from annotate.models import (
     TasteMembership,
     TrainingJob,
 )
+from annotate.lora_admin import CheckpointLoraDownloads
 from annotate.onboarding_admin import TasteOnboarding
 from annotate.review import RoundReview, thumbnail
 from annotate.round_admin import RoundCockpit
@@ -110,11 +111,11 @@ class BaseModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(admin.ModelAdmin):
+class CheckpointAdmin(CheckpointLoraDownloads, admin.ModelAdmin):
     list_display = ["id", "taste", "base_model", "parent", "status", "created_at"]
     list_filter = ["taste", "status"]
     # Lineage and status change only through rounds; editing them by hand would rewrite history.
-    readonly_fields = ["taste", "base_model", "parent", "lora_path", "status", "metrics", "created_at"]
+    readonly_fields = ["taste", "base_model", "parent", "lora_path", "lora_downloads", "status", "metrics", "created_at"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -9,6 +9,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from sampler.spec import ModelSpec
+from trainer.lora_files import legacy_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def load_pipeline(spec: ModelSpec, *, device: torch.device | None = None, dtype:
     for index, lora in enumerate(spec.lora_paths):
         name = f"chisel_{index}"
         try:
-            pipeline.load_lora_weights(lora, adapter_name=name)
+            _load_lora(pipeline, lora, name)
         except Exception as exc:
             raise ModelLoadError(f"Could not load the LoRA at {lora}: {exc}") from exc
         names.append(name)
@@ -70,6 +71,17 @@ def load_pipeline(spec: ModelSpec, *, device: torch.device | None = None, dtype:
         pipeline.set_adapters(names, adapter_weights=[1.0] * len(names))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
+
+
+def _load_lora(pipeline, lora: str, name: str) -> None:
+    """diffusers reads the LoRA's rank and alpha from its file; a folder trained before the files carried them gets
+    them from its training.json, so it too loads at the strength it was trained at."""
+    legacy = legacy_metadata(Path(lora))
+    if legacy is None:
+        pipeline.load_lora_weights(lora, adapter_name=name)
+        return
+    component, weights, metadata = legacy
+    getattr(pipeline, component).load_lora_adapter(weights, prefix=component, adapter_name=name, metadata=metadata)
 
 
 class PipelineCache:

@@ -20,12 +20,12 @@ from trainer.checkpoints import complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
 from trainer.families import FAMILIES, to_pixels
+from trainer.lora_files import save_lora
 from trainer.objectives import dpo_loss, per_sample_error
 from trainer.selection import BestAdapter
 
 logger = logging.getLogger(__name__)
 ADAPTER = "chisel"
-LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 class TrainingDiverged(RuntimeError):
@@ -237,11 +237,7 @@ def _prepare_adapters(pipeline, denoiser, parents: tuple[Path, ...], config: Tra
     if lora is not None:
         pipeline.load_lora_weights(str(lora), adapter_name=ADAPTER)
     else:
-        denoiser.add_adapter(
-            LoraConfig(r=config.rank, lora_alpha=config.alpha, target_modules=config.target_modules,
-                       init_lora_weights="gaussian"),
-            adapter_name=ADAPTER,
-        )
+        denoiser.add_adapter(_lora_config(config), adapter_name=ADAPTER)
     denoiser.set_adapters([*names, ADAPTER], weights=[1.0] * (len(names) + 1))
     for name, param in denoiser.named_parameters():
         param.requires_grad = f".{ADAPTER}." in name
@@ -358,9 +354,15 @@ def _resume(states: Path, denoiser, optimizer, scheduler, metrics_path: Path) ->
     return step
 
 
+def _lora_config(config: TrainConfig) -> LoraConfig:
+    return LoraConfig(r=config.rank, lora_alpha=config.alpha, target_modules=config.target_modules,
+                      init_lora_weights="gaussian")
+
+
 def _save_lora(pipeline, folder: Path, lora: dict, config: TrainConfig, parents, base) -> None:
-    prefix = "transformer_lora_layers" if hasattr(pipeline, "transformer") and pipeline.transformer is not None else "unet_lora_layers"
-    type(pipeline).save_lora_weights(folder, **{prefix: lora})
+    """The LoRA with its rank and alpha in the file's metadata and adapter_config.json (trainer/lora_files.py), so
+    diffusers and the sampler load it at the trained strength; training.json says how it was made."""
+    save_lora(type(pipeline), folder, lora, _lora_config(config))
     (folder / "training.json").write_text(json.dumps(
         {"config": config.as_dict(), "base": str(base), "parents": [str(p) for p in parents]}, indent=2
     ))
