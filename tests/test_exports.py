@@ -66,13 +66,19 @@ def test_a_dataset_folder_loads_with_datasets_load_dataset(taste, tmp_path, caps
     assert (folder / "data" / f"train.{extension}").is_file()
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: other\n") and f"path: data/train.{extension}" in card
+    assert "images from outside Chisel's base models" in card  # judged_world's images have no base model
     assert "- text-to-image" in card and "- n<1K" in card
     from huggingface_hub import DatasetCard
 
     metadata = DatasetCard.load(folder / "README.md").data
-    assert metadata.task_categories == ["text-to-image"] and metadata.configs[0]["data_files"][0]["split"] == "train"
+    assert metadata.task_categories == ["text-to-image"] and metadata.size_categories == ["n<1K"]
+    assert metadata.configs[0]["data_files"] == [{"split": "train", "path": f"data/train.{extension}"},
+                                                 {"split": "validation", "path": f"data/validation.{extension}"}]
     dataset = load_dataset(str(folder))
-    assert list(dataset) == ["train"] and len(dataset["train"]) == 4
+    # No eval pairs: one of the four decisive prompts is held out, with every row of it.
+    assert list(dataset) == ["train", "validation"] and (len(dataset["train"]), len(dataset["validation"])) == (3, 1)
+    assert not set(dataset["train"]["caption"]) & set(dataset["validation"]["caption"])
+    assert "| validation | 1 of 4 prompts held out by prompt (10%" in card
     assert set(dataset["train"]["label_0"]) <= {0.0, 1.0}
 
 
@@ -192,7 +198,7 @@ def test_the_trainer_reads_a_dataset_folder_and_refuses_a_file_that_is_not_parqu
     judged_world(taste)
     export_preferences(ExportOptions(out=tmp_path / "folder"))
     pairs, ties = load_pairs(tmp_path / "folder")
-    assert (len(pairs), ties) == (4, 0)
+    assert (len(pairs), ties) == (3, 0)  # the train split: one of the four prompts is held out for validation
     (tmp_path / "notes.parquet").write_text("not parquet")
     with pytest.raises(DatasetError, match="notes.parquet is not a readable parquet file"):
         load_pairs(tmp_path / "notes.parquet")

@@ -23,6 +23,16 @@ def when(text: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise CommandError(f"--validation-share {text}: give a number between 0 and 1 (e.g. 0.1).")
+    return value
+
+
 def add_export_arguments(parser) -> None:
     parser.add_argument("--format", choices=["pickapic", "jsonl"],
                         help="pickapic (parquet) or jsonl; by default taken from --out's extension, else pickapic")
@@ -42,17 +52,20 @@ def add_export_arguments(parser) -> None:
 class Command(BaseCommand):
     help = ("Export judgements as a preference dataset (Pick-a-Pic v2 parquet or JSONL) with a dataset card: "
             "--out NAME.parquet writes NAME.parquet and NAME.parquet.README.md; --out FOLDER/ writes a dataset folder "
-            "(README.md, data/train.parquet) that datasets.load_dataset(FOLDER) reads. Never overwrites a file it "
-            "did not write.")
+            "(README.md, data/train.parquet and data/validation.parquet) that datasets.load_dataset(FOLDER) reads. "
+            "Never overwrites a file it did not write.")
 
     def add_arguments(self, parser):
         parser.add_argument("--out", type=Path, required=True,
                             help="NAME.parquet or NAME.jsonl (one file, card beside it), or a folder (a dataset folder)")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier export's file and card (a card Chisel did not write: never)")
+        parser.add_argument("--validation-share", type=share, default=0.1,
+                            help="a dataset folder without eval pairs holds out this share of its prompts as the "
+                                 "validation split (default 0.1)")
         add_export_arguments(parser)
 
-    def handle(self, *args, out, overwrite, format, **options):
+    def handle(self, *args, out, overwrite, format, validation_share, **options):
         format = format or ("jsonl" if out.suffix == ".jsonl" else "pickapic")
         fields = {k: options[k] for k in ("aggregate", "ties", "image_format", "tastes", "rounds", "annotators",
                                           "kinds", "since", "until")}
@@ -62,7 +75,8 @@ class Command(BaseCommand):
                 bar.update(done - bar.n)
 
             try:
-                summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite, **fields),
+                summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite,
+                                                           validation_share=validation_share, **fields),
                                              progress)
             except ExportRefused as exc:
                 raise CommandError(str(exc)) from exc
