@@ -45,8 +45,8 @@ def add_export_arguments(parser) -> None:
     parser.add_argument("--round", action="append", type=int, default=[], dest="rounds", help="round id; repeatable")
     parser.add_argument("--annotator", action="append", default=[], dest="annotators")
     parser.add_argument("--kind", action="append", choices=Pair.Kind.values, default=[], dest="kinds")
-    parser.add_argument("--since", type=when)
-    parser.add_argument("--until", type=when)
+    parser.add_argument("--since", help="ISO date or date-time (read in handle: a bad one is one line, not argparse's)")
+    parser.add_argument("--until")
 
 
 class Command(BaseCommand):
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                             help="NAME.parquet or NAME.jsonl (one file, card beside it), or a folder (a dataset folder)")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier export's file and card (a card Chisel did not write: never)")
-        parser.add_argument("--validation-share", type=share, default=0.1,
+        parser.add_argument("--validation-share", default="0.1",
                             help="a dataset folder without eval pairs holds out this share of its prompts as the "
                                  "validation split (default 0.1)")
         add_export_arguments(parser)
@@ -68,7 +68,8 @@ class Command(BaseCommand):
     def handle(self, *args, out, overwrite, format, validation_share, **options):
         format = format or ("jsonl" if out.suffix == ".jsonl" else "pickapic")
         fields = {k: options[k] for k in ("aggregate", "ties", "image_format", "tastes", "rounds", "annotators",
-                                          "kinds", "since", "until")}
+                                          "kinds")}
+        fields.update({k: when(options[k]) if options[k] else None for k in ("since", "until")})
         with tqdm(unit="judgement", desc="exporting", leave=False, disable=not sys.stderr.isatty()) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -76,7 +77,7 @@ class Command(BaseCommand):
 
             try:
                 summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite,
-                                                           validation_share=validation_share, **fields),
+                                                           validation_share=share(validation_share), **fields),
                                              progress)
             except ExportRefused as exc:
                 raise CommandError(str(exc)) from exc
