@@ -130,6 +130,7 @@ class ExportSummary:
     first: str | None = None
     last: str | None = None
     split_rows: dict[str, int] = field(default_factory=dict)
+    split_bytes: dict[str, int] = field(default_factory=dict)  # Arrow bytes (parquet) or file bytes (JSONL)
     validation: str = ""  # what the validation split holds, in words (for the card)
     base_models: dict[str, str] = field(default_factory=dict)  # name → folder of the base models behind the images
     other_models: bool = False  # some images came from no base model (imported, or made elsewhere)
@@ -170,10 +171,11 @@ def export_preferences(options: ExportOptions, progress: Progress | None = None)
     summary = ExportSummary(path=str(paths.data), card=str(paths.card), split_rows=dict.fromkeys(paths.splits, 0))
     split, summary.validation = _splitter(judgements, paths, options)
     rows = _rows(judgements, options, summary, total, progress or (lambda done, total: None), split)
+    summary.split_bytes = dict.fromkeys(paths.splits, 0)
     if options.format == "pickapic":
-        _write_parquet(rows, paths, options)
+        _write_parquet(rows, paths, options, summary.split_bytes)
     else:
-        _write_jsonl(rows, paths, options)
+        _write_jsonl(rows, paths, options, summary.split_bytes)
     _write_card(paths, options, summary)
     return summary
 
@@ -372,22 +374,30 @@ def _place(temp: Path, target: Path, *, overwrite: bool) -> None:
     os.replace(temp, target)
 
 
-def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions) -> None:
-    """One parquet file per split, each written to a temporary file and renamed into place when all are done."""
+def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions,
+                   sizes: dict[str, int]) -> None:
+    """One parquet file per split, each written to a temporary file and renamed into place when all are done;
+    `sizes` gets each split's Arrow bytes."""
     temps = {split: _atomic_target(path) for split, path in paths.splits.items()}
     try:
         with ExitStack() as stack:
             writers = {split: stack.enter_context(pq.ParquetWriter(temp, SCHEMA, compression="zstd"))
                        for split, temp in temps.items()}
             batches: dict[str, list[dict]] = {split: [] for split in temps}
+
+            def write(split: str) -> None:
+                table = pa.Table.from_pylist(batches[split], schema=SCHEMA)
+                writers[split].write_table(table)
+                sizes[split] += table.nbytes
+                batches[split] = []
+
             for split, row in rows:
                 batches[split].append(row)
                 if len(batches[split]) >= ROW_GROUP:
-                    writers[split].write_table(pa.Table.from_pylist(batches[split], schema=SCHEMA))
-                    batches[split] = []
+                    write(split)
             for split, batch in batches.items():
                 if batch:
-                    writers[split].write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+                    write(split)
         for split, temp in temps.items():
             _place(temp, paths.splits[split], overwrite=options.overwrite)
     finally:
@@ -395,7 +405,8 @@ def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options
             temp.unlink(missing_ok=True)
 
 
-def _write_jsonl(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions) -> None:
+def _write_jsonl(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions,
+                 sizes: dict[str, int]) -> None:
     """One JSON object a line (a file per split), images as files in `images/` beside them, named by the stored
     file's content hash. An image file already there is reused only if it holds the same bytes; a failed export
     removes the ones it added."""
@@ -419,7 +430,9 @@ def _write_jsonl(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: 
                                             "choose another --out.")
                     row[f"image_{side}_file"] = name
                 row["created_at"] = row["created_at"].isoformat() + "Z"
-                handles[split].write(json.dumps(row) + "\n")
+                line = json.dumps(row) + "\n"
+                handles[split].write(line)
+                sizes[split] += len(line.encode())
         for split, temp in temps.items():
             _place(temp, paths.splits[split], overwrite=options.overwrite)
     except BaseException:
@@ -455,6 +468,14 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "size_categories": [_size_category(summary.rows)],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": split, "path": path} for split, path in files.items()]}],
+        # As the Hub writes it. `datasets` also keys its cache of a local folder on this block (not on the files),
+        # so without it a folder exported again under the same name would load the old rows.
+        "dataset_info": {
+            "splits": [{"name": split, "num_bytes": summary.split_bytes[split], "num_examples": n}
+                       for split, n in summary.split_rows.items()],
+            "download_size": sum(path.stat().st_size for path in paths.splits.values()),
+            "dataset_size": sum(summary.split_bytes.values()),
+        },
     }
     splits = ", ".join(f"{split} `{files[split]}` ({summary.split_rows[split]} rows)" for split in files)
     urls = (f"absolute, under {settings.CHISEL_PUBLIC_URL} (Chisel's media route: it asks for a login)"
@@ -472,7 +493,7 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "| | |",
         "|---|---|",
         f"| splits | {splits} |",
-        f"| validation | {summary.validation or 'none: a single file holds every row (export to a folder for splits)'} |",
+        f"| validation | {summary.validation or 'none: every row is in train (export to a folder for splits)'} |",
         f"| format | {'Pick-a-Pic v2 parquet (+ Chisel columns)' if options.format == 'pickapic' else 'JSONL, images in images/'} |",
         f"| rows | {summary.rows} |",
         f"| judgements read | {summary.judgements} |",

@@ -394,3 +394,18 @@ def test_the_validation_share_is_a_share_of_the_prompts(taste, tmp_path, capsys)
 def test_a_bad_date_is_refused_with_one_line(taste, tmp_path, capsys):
     code, _, err = run_cli(capsys, "export_preferences", "--out", str(tmp_path / "d.parquet"), "--since", "garbage")
     assert refused(code, err, "'garbage' is not an ISO date")
+
+
+def test_a_folder_exported_again_loads_its_new_rows_not_datasets_cached_ones(taste, tmp_path, capsys):
+    """`datasets` keys its cache of a local folder on the card's YAML block; the card's dataset_info changes with
+    the files, so the same folder exported again is read afresh (the default cache, as a user has it)."""
+    from datasets import load_dataset
+
+    judged_world(taste)
+    folder = tmp_path / "again"
+    cache = str(tmp_path / "cache")
+    assert run_cli(capsys, "export_preferences", "--out", str(folder))[0] == 0
+    assert len(load_dataset(str(folder), cache_dir=cache)["train"]) == 3
+    assert run_cli(capsys, "export_preferences", "--out", str(folder), "--ties", "keep", "--overwrite")[0] == 0
+    assert len(load_dataset(str(folder), cache_dir=cache)["train"]) + len(
+        load_dataset(str(folder), cache_dir=cache)["validation"]) == 5
