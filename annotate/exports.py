@@ -374,6 +374,16 @@ def _place(temp: Path, target: Path, *, overwrite: bool) -> None:
     os.replace(temp, target)
 
 
+def _place_splits(temps: dict[str, Path], paths: ExportPaths, options: ExportOptions, sizes: dict[str, int]) -> None:
+    """Rename the finished split files into place. A split other than train that got no rows is left out (`datasets`
+    refuses to load an empty split), and an earlier export's file of it, which `overwrite` allows replacing, removed."""
+    for split, temp in temps.items():
+        if split == "train" or sizes[split]:
+            _place(temp, paths.splits[split], overwrite=options.overwrite)
+        elif options.overwrite:
+            paths.splits[split].unlink(missing_ok=True)
+
+
 def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions,
                    sizes: dict[str, int]) -> None:
     """One parquet file per split, each written to a temporary file and renamed into place when all are done;
@@ -398,8 +408,7 @@ def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options
             for split, batch in batches.items():
                 if batch:
                     write(split)
-        for split, temp in temps.items():
-            _place(temp, paths.splits[split], overwrite=options.overwrite)
+        _place_splits(temps, paths, options, sizes)
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
@@ -433,8 +442,7 @@ def _write_jsonl(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: 
                 line = json.dumps(row) + "\n"
                 handles[split].write(line)
                 sizes[split] += len(line.encode())
-        for split, temp in temps.items():
-            _place(temp, paths.splits[split], overwrite=options.overwrite)
+        _place_splits(temps, paths, options, sizes)
     except BaseException:
         for path in added:
             path.unlink(missing_ok=True)
@@ -451,6 +459,14 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
+def _validation_words(summary: ExportSummary, files: dict[str, str]) -> str:
+    if not summary.validation:
+        return "none: every row is in train (export to a folder for a validation split)"
+    if "validation" not in files:
+        return f"none: no row fell in it, so it is left out ({summary.validation})"
+    return summary.validation
+
+
 def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSummary) -> None:
     """The dataset card: a YAML block the Hub and `datasets` read (licence, task, size, the data files as splits),
     then what is in the files, how they were cut, and the licence terms to respect. Written last, never over a card
@@ -459,7 +475,8 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         f"ties dropped ({summary.ties_dropped} rows)" if options.ties == "drop"
         else f"ties kept as label 0.5 ({summary.ties_kept} rows): diffusers' DPO script reads any label_0 ≠ 0 as a win"
     )
-    files = {split: path.relative_to(paths.card.parent).as_posix() for split, path in paths.splits.items()}
+    files = {split: path.relative_to(paths.card.parent).as_posix() for split, path in paths.splits.items()
+             if split == "train" or summary.split_rows[split]}
     licence, licence_lines = card_licence(summary.base_models, other_models=summary.other_models)
     metadata = {
         **licence,
@@ -471,9 +488,11 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         # As the Hub writes it. `datasets` also keys its cache of a local folder on this block (not on the files),
         # so without it a folder exported again under the same name would load the old rows.
         "dataset_info": {
-            "splits": [{"name": split, "num_bytes": summary.split_bytes[split], "num_examples": n}
-                       for split, n in summary.split_rows.items()],
-            "download_size": sum(path.stat().st_size for path in paths.splits.values()),
+            "splits": [
+                {"name": split, "num_bytes": summary.split_bytes[split], "num_examples": summary.split_rows[split]}
+                for split in files
+            ],
+            "download_size": sum(paths.splits[split].stat().st_size for split in files),
             "dataset_size": sum(summary.split_bytes.values()),
         },
     }
@@ -493,7 +512,7 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "| | |",
         "|---|---|",
         f"| splits | {splits} |",
-        f"| validation | {summary.validation or 'none: every row is in train (export to a folder for splits)'} |",
+        f"| validation | {_validation_words(summary, files)} |",
         f"| format | {'Pick-a-Pic v2 parquet (+ Chisel columns)' if options.format == 'pickapic' else 'JSONL, images in images/'} |",
         f"| rows | {summary.rows} |",
         f"| judgements read | {summary.judgements} |",

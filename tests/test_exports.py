@@ -409,3 +409,25 @@ def test_a_folder_exported_again_loads_its_new_rows_not_datasets_cached_ones(tas
     assert run_cli(capsys, "export_preferences", "--out", str(folder), "--ties", "keep", "--overwrite")[0] == 0
     assert len(load_dataset(str(folder), cache_dir=cache)["train"]) + len(
         load_dataset(str(folder), cache_dir=cache)["validation"]) == 5
+
+
+@pytest.mark.parametrize("format", ["pickapic", "jsonl"])
+def test_a_validation_split_without_rows_is_left_out_and_an_old_one_removed(taste, tmp_path, capsys, format):
+    """`datasets` refuses to load an empty split: one prompt gives no validation split, and the card says so."""
+    from datasets import load_dataset
+
+    decided_world(taste, "ab")
+    folder = tmp_path / "few"
+    extension = "parquet" if format == "pickapic" else "jsonl"
+    assert run_cli(capsys, "export_preferences", "--out", str(folder), "--format", format)[0] == 0
+    assert (folder / "data" / f"validation.{extension}").is_file()
+    from annotate.models import Judgement
+
+    last = Judgement.objects.order_by("created_at").last().created_at  # the second export: one prompt
+    code, _, err = run_cli(capsys, "export_preferences", "--out", str(folder), "--format", format, "--overwrite",
+                           "--since", last.isoformat())
+    assert code == 0, err
+    assert not (folder / "data" / f"validation.{extension}").exists()
+    card = (folder / "README.md").read_text()
+    assert "split: validation" not in card and "| validation | none: no row fell in it" in card
+    assert list(load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))) == ["train"]
