@@ -459,6 +459,17 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
+def _dpo_script_words(paths: ExportPaths, files: dict[str, str]) -> str:
+    if not paths.folder:
+        return ("diffusers' `train_diffusion_dpo.py` takes a dataset folder, not one file: export with `--out FOLDER/`"
+                " for one it reads.")
+    if "validation" not in files:
+        return ("diffusers' `train_diffusion_dpo.py` reads this folder as `--dataset_name`; it has no validation split,"
+                " so give the script `--dataset_split_name train`.")
+    return ("diffusers' `train_diffusion_dpo.py` reads this folder as `--dataset_name`; by default it trains on the"
+            " `validation` split (`--dataset_split_name train` for the rest).")
+
+
 def _validation_words(summary: ExportSummary, files: dict[str, str]) -> str:
     if not summary.validation:
         return "none: every row is in train (export to a folder for a validation split)"
@@ -529,9 +540,9 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "Columns: Pick-a-Pic v2's, in its order and types (`__index_level_0__` is the row's place in the export), then",
         "Chisel's own. Labels: `label_0` is 1 when image 0 won, 0 when image 1 won, 0.5 for a tie. `choice` repeats it",
         "as a/b/tie; `flags_0`/`flags_1` are the defects annotators marked on each image. `created_at` is UTC, stored",
-        "without a timezone (`timestamp[ns]`) as in Pick-a-Pic v2. diffusers' `train_diffusion_dpo.py` reads this",
-        "folder as `--dataset_name`; by default it trains on the `validation` split (`--dataset_split_name train` for",
-        "the rest).",
+        "without a timezone (`timestamp[ns]`) as in Pick-a-Pic v2.",
+        "",
+        _dpo_script_words(paths, files),
         "",
         "## Licence",
         "",

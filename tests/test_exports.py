@@ -430,4 +430,5 @@ def test_a_validation_split_without_rows_is_left_out_and_an_old_one_removed(tast
     assert not (folder / "data" / f"validation.{extension}").exists()
     card = (folder / "README.md").read_text()
     assert "split: validation" not in card and "| validation | none: no row fell in it" in card
+    assert "so give the script `--dataset_split_name train`" in card
     assert list(load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))) == ["train"]
