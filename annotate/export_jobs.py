@@ -55,7 +55,8 @@ def export_run(*, export_id: int) -> Export | None:
         root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"export-{export.pk}-", dir=root))
         file_name = export_paths(folder, options.get("format", "pickapic")).data.relative_to(root).as_posix()
-        summary = export_preferences(ExportOptions(out=folder, **options), progress)
+        # splits=False: the download is the folder's one data file, so every row goes in it.
+        summary = export_preferences(ExportOptions(out=folder, splits=False, **options), progress)
     except Exception as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above

@@ -1,31 +1,38 @@
 """Exporting judgements as a preference dataset: Pick-a-Pic v2 parquet or JSONL, streamed in row groups.
 
-Where an export writes (`export_paths`): `--out NAME.parquet` / `NAME.jsonl` is one file, with its card beside it as
-`NAME.parquet.README.md`; any other `--out` is a dataset folder that `datasets.load_dataset(FOLDER)` reads:
-`FOLDER/README.md` (the card, with the Hub's YAML block) and `FOLDER/data/train.parquet` (or `train.jsonl` with
-`data/images/`). An export never overwrites a file it did not write: an existing data file is replaced only with
-`overwrite`, and an existing card only when it is Chisel's own (it carries `CARD_MARK`) and `overwrite` is given.
+Where an export writes (`export_paths`): `--out NAME.parquet` / `NAME.jsonl` is one file (every row, the train
+split), with its card beside it as `NAME.parquet.README.md`; any other `--out` is a dataset folder that
+`datasets.load_dataset(FOLDER)` reads: `FOLDER/README.md` (the card, with the Hub's YAML block) and
+`FOLDER/data/train.parquet` + `validation.parquet` (or `.jsonl` with `data/images/`), split as `_splitter` says.
+An export never overwrites a file it did not write: an existing data file is replaced only with `overwrite`, and an
+existing card only when it is Chisel's own (it carries `CARD_MARK`) and `overwrite` is given.
 """
 
+import hashlib
 import io
 import json
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from annotate.models import Judgement, Pair
-from trainer.pickapic import SCHEMA, labels_for
+from annotate.model_licences import card_licence
+from annotate.models import Judgement, Pair, Prompt
+from trainer.pickapic import INDEX_COLUMN, SCHEMA, labels_for
 
 ROW_GROUP = 256  # rows per parquet row group: memory stays flat whatever the export's size
 Progress = Callable[[int, int], None]
@@ -45,6 +52,11 @@ class ExportPaths:
     card: Path  # the dataset card
     images: Path | None  # JSONL only: the folder of image files the rows name
     folder: bool  # a dataset folder (card README.md) rather than a single file
+    validation: Path | None = None  # a dataset folder's validation split
+
+    @property
+    def splits(self) -> dict[str, Path]:
+        return {"train": self.data, **({"validation": self.validation} if self.validation else {})}
 
 
 def export_paths(out: Path, format: str = "pickapic") -> ExportPaths:
@@ -60,7 +72,7 @@ def export_paths(out: Path, format: str = "pickapic") -> ExportPaths:
                             "or a folder for a dataset folder.")
     data = out / "data" / f"train{extension}"
     return ExportPaths(data=data, card=out / "README.md", images=data.parent / "images" if format == "jsonl" else None,
-                       folder=True)
+                       folder=True, validation=data.with_name(f"validation{extension}"))
 
 
 def check_targets(paths: ExportPaths, *, overwrite: bool) -> None:
@@ -69,9 +81,10 @@ def check_targets(paths: ExportPaths, *, overwrite: bool) -> None:
     if paths.card.exists() and not _is_our_card(paths.card):
         raise ExportRefused(f"{paths.card} exists and was not written by Chisel; it is never overwritten: "
                             "choose another --out.")
-    if paths.data.is_dir():
-        raise ExportRefused(f"{paths.data} is a folder; choose another --out.")
-    for path in (paths.data, paths.card):
+    for path in paths.splits.values():
+        if path.is_dir():
+            raise ExportRefused(f"{path} is a folder; choose another --out.")
+    for path in (*paths.splits.values(), paths.card):
         if path.exists() and not overwrite:
             raise ExportRefused(f"{path} exists (an earlier export?); pass --overwrite to replace it, "
                                 "or choose another --out.")
@@ -99,6 +112,8 @@ class ExportOptions:
     since: datetime | None = None
     until: datetime | None = None
     overwrite: bool = False  # replace an earlier export's data file and card (never a card Chisel did not write)
+    splits: bool = True  # a dataset folder gets a validation split (`_splitter`); False: every row in train
+    validation_share: float = 0.1  # of the prompts, held out when the export has no eval pairs
 
 
 @dataclass
@@ -114,6 +129,11 @@ class ExportSummary:
     models: list[str] = field(default_factory=list)
     first: str | None = None
     last: str | None = None
+    split_rows: dict[str, int] = field(default_factory=dict)
+    split_bytes: dict[str, int] = field(default_factory=dict)  # Arrow bytes (parquet) or file bytes (JSONL)
+    validation: str = ""  # what the validation split holds, in words (for the card)
+    base_models: dict[str, str] = field(default_factory=dict)  # name → folder of the base models behind the images
+    other_models: bool = False  # some images came from no base model (imported, or made elsewhere)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -148,17 +168,41 @@ def export_preferences(options: ExportOptions, progress: Progress | None = None)
         raise ExportRefused(f"Cannot create the folder {paths.data.parent}: {exc.strerror}.") from exc
     judgements = judgements_for(options)
     total = judgements.count()
-    summary = ExportSummary(path=str(paths.data), card=str(paths.card))
-    rows = _rows(judgements, options, summary, total, progress or (lambda done, total: None))
+    summary = ExportSummary(path=str(paths.data), card=str(paths.card), split_rows=dict.fromkeys(paths.splits, 0))
+    split, summary.validation = _splitter(judgements, paths, options)
+    rows = _rows(judgements, options, summary, total, progress or (lambda done, total: None), split)
+    summary.split_bytes = dict.fromkeys(paths.splits, 0)
     if options.format == "pickapic":
-        _write_parquet(rows, paths, options)
+        _write_parquet(rows, paths, options, summary.split_bytes)
     else:
-        _write_jsonl(rows, paths, options)
+        _write_jsonl(rows, paths, options, summary.split_bytes)
     _write_card(paths, options, summary)
     return summary
 
 
-def _rows(judgements, options, summary: ExportSummary, total: int, progress: Progress) -> Iterator[dict]:
+def _splitter(judgements, paths: ExportPaths, options: ExportOptions) -> tuple[Callable[[Pair], str], str]:
+    """Which split a pair's rows go to, and what the validation split holds, in words. A dataset folder's
+    validation split is the held-out eval pairs when the export has any; else every row of a share of the prompts
+    (at least one of two or more), chosen by a hash of the prompt's text so that it is the same in every export."""
+    if not paths.folder or not options.splits:
+        return (lambda pair: "train"), ""
+    if judgements.filter(pair__kind=Pair.Kind.EVAL).exists():
+        return (lambda pair: "validation" if pair.kind == Pair.Kind.EVAL else "train"), (
+            "the held-out eval pairs (pairs of prompts the rounds never sampled for training); train holds the rest")
+    decisive = judgements.exclude(choice=Judgement.Choice.BOTH_BAD)
+    if options.ties == "drop":
+        decisive = decisive.exclude(choice=Judgement.Choice.TIE)
+    prompts = sorted(Prompt.objects.filter(pairs__judgements__in=decisive).distinct().values_list("text", "pk"),
+                     key=lambda prompt: hashlib.sha256(prompt[0].encode()).hexdigest())
+    held = max(1, round(len(prompts) * options.validation_share)) if len(prompts) > 1 else 0
+    validation = {pk for _, pk in prompts[:held]}
+    return (lambda pair: "validation" if pair.prompt_id in validation else "train"), (
+        f"{held} of {len(prompts)} prompts held out by prompt ({options.validation_share:.0%}, chosen by a hash of "
+        "the prompt's text): every row of those prompts, none of them in train (the export has no eval pairs)")
+
+
+def _rows(judgements, options, summary: ExportSummary, total: int, progress: Progress,
+          split: Callable[[Pair], str]) -> Iterator[tuple[str, dict]]:
     per_prompt = dict(
         Pair.objects.filter(judgements__in=judgements).values("prompt").annotate(n=Count("id", distinct=True))
         .values_list("prompt", "n")
@@ -167,7 +211,7 @@ def _rows(judgements, options, summary: ExportSummary, total: int, progress: Pro
         "annotator", "assignment", "pair__prompt", "pair__round", "pair__taste",
         "pair__image_a__checkpoint__base_model", "pair__image_b__checkpoint__base_model",
     )
-    tastes, models = set(), set()
+    tastes, models, base_models = set(), set(), {}
     done = 0
     images = _ImageReader(options.image_format)
     for group in _grouped(related.iterator(chunk_size=1000), by_pair=options.aggregate == "majority"):
@@ -177,17 +221,25 @@ def _rows(judgements, options, summary: ExportSummary, total: int, progress: Pro
         if row is not None:
             pair = group[0].pair
             row["jpg_0"], row["jpg_1"] = images.read(pair.image_a), images.read(pair.image_b)
+            row[INDEX_COLUMN] = summary.rows  # the row's place in the export, as v2 keeps its pandas index
             tastes.add(row["taste"])
             models.update((row["model_0"], row["model_1"]))
+            for image in (pair.image_a, pair.image_b):
+                if image.checkpoint_id:
+                    base_models[image.checkpoint.base_model.name] = image.checkpoint.base_model.path
+                else:
+                    summary.other_models = True
             summary.rows += 1
             stamp = row["created_at"].isoformat()
             summary.first = min(summary.first or stamp, stamp)
             summary.last = max(summary.last or stamp, stamp)
-            yield row
+            where = split(pair)
+            summary.split_rows[where] += 1
+            yield where, row
         if done % 500 < len(group):
             progress(done, total)
     progress(done, total)
-    summary.tastes, summary.models = sorted(tastes), sorted(models)
+    summary.tastes, summary.models, summary.base_models = sorted(tastes), sorted(models), base_models
 
 
 def _grouped(judgements, *, by_pair: bool):
@@ -231,9 +283,9 @@ def _row(group: list[Judgement], per_prompt: dict, summary: ExportSummary, optio
         "created_at": max(j.created_at for j in group).astimezone(UTC).replace(tzinfo=None),
         "has_label": True,
         "image_0_uid": uid_0,
-        "image_0_url": a.file.name,
+        "image_0_url": _image_url(a.file.name),
         "image_1_uid": uid_1,
-        "image_1_url": b.file.name,
+        "image_1_url": _image_url(b.file.name),
         "label_0": label_0,
         "label_1": label_1,
         "model_0": _model_name(a),
@@ -268,6 +320,12 @@ def _verdict(group: list[Judgement]) -> str | None:
     a = votes["a"] + votes["tie"] / 2
     b = votes["b"] + votes["tie"] / 2
     return "a" if a > b else "b" if b > a else "tie"
+
+
+def _image_url(name: str) -> str:
+    """The image's address: absolute under `CHISEL_PUBLIC_URL` when that is set, else the path in the media folder."""
+    base = settings.CHISEL_PUBLIC_URL.rstrip("/")
+    return f"{base}{settings.MEDIA_URL}{quote(name)}" if base else name
 
 
 def _params_json(params: dict) -> str:
@@ -316,36 +374,62 @@ def _place(temp: Path, target: Path, *, overwrite: bool) -> None:
     os.replace(temp, target)
 
 
-def _write_parquet(rows: Iterator[dict], paths: ExportPaths, options: ExportOptions) -> None:
-    temp = _atomic_target(paths.data)
+def _place_splits(temps: dict[str, Path], paths: ExportPaths, options: ExportOptions, sizes: dict[str, int]) -> None:
+    """Rename the finished split files into place. A split other than train that got no rows is left out (`datasets`
+    refuses to load an empty split), and an earlier export's file of it, which `overwrite` allows replacing, removed."""
+    for split, temp in temps.items():
+        if split == "train" or sizes[split]:
+            _place(temp, paths.splits[split], overwrite=options.overwrite)
+        elif options.overwrite:
+            paths.splits[split].unlink(missing_ok=True)
+
+
+def _write_parquet(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions,
+                   sizes: dict[str, int]) -> None:
+    """One parquet file per split, each written to a temporary file and renamed into place when all are done;
+    `sizes` gets each split's Arrow bytes."""
+    temps = {split: _atomic_target(path) for split, path in paths.splits.items()}
     try:
-        with pq.ParquetWriter(temp, SCHEMA, compression="zstd") as writer:
-            batch: list[dict] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= ROW_GROUP:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                    batch = []
-            if batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-        _place(temp, paths.data, overwrite=options.overwrite)
+        with ExitStack() as stack:
+            writers = {split: stack.enter_context(pq.ParquetWriter(temp, SCHEMA, compression="zstd"))
+                       for split, temp in temps.items()}
+            batches: dict[str, list[dict]] = {split: [] for split in temps}
+
+            def write(split: str) -> None:
+                table = pa.Table.from_pylist(batches[split], schema=SCHEMA)
+                writers[split].write_table(table)
+                sizes[split] += table.nbytes
+                batches[split] = []
+
+            for split, row in rows:
+                batches[split].append(row)
+                if len(batches[split]) >= ROW_GROUP:
+                    write(split)
+            for split, batch in batches.items():
+                if batch:
+                    write(split)
+        _place_splits(temps, paths, options, sizes)
     finally:
-        temp.unlink(missing_ok=True)
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
 
 
-def _write_jsonl(rows: Iterator[dict], paths: ExportPaths, options: ExportOptions) -> None:
-    """One JSON object a line, images as files in `images/` beside it, named by the stored file's content hash.
-    An image file already there is reused only if it holds the same bytes; a failed export removes the ones it added."""
+def _write_jsonl(rows: Iterator[tuple[str, dict]], paths: ExportPaths, options: ExportOptions,
+                 sizes: dict[str, int]) -> None:
+    """One JSON object a line (a file per split), images as files in `images/` beside them, named by the stored
+    file's content hash. An image file already there is reused only if it holds the same bytes; a failed export
+    removes the ones it added."""
     paths.images.mkdir(parents=True, exist_ok=True)
-    temp = _atomic_target(paths.data)
+    temps = {split: _atomic_target(path) for split, path in paths.splits.items()}
     added: list[Path] = []
     try:
-        with temp.open("w") as handle:
-            for row in rows:
+        with ExitStack() as stack:
+            handles = {split: stack.enter_context(temp.open("w")) for split, temp in temps.items()}
+            for split, row in rows:
                 for side in ("0", "1"):
                     data = row.pop(f"jpg_{side}")
-                    suffix = ".jpg" if options.image_format == "jpeg" else Path(row[f"image_{side}_url"]).suffix
-                    name = f"images/{Path(row[f'image_{side}_url']).stem}{suffix}"  # the sha256 of the stored file
+                    stored = Path(row[f"image_{side}_url"])  # named by the sha256 of the stored file
+                    name = f"images/{stored.stem}{'.jpg' if options.image_format == 'jpeg' else stored.suffix}"
                     target = paths.data.parent / name
                     if not target.exists():
                         target.write_bytes(data)
@@ -355,14 +439,17 @@ def _write_jsonl(rows: Iterator[dict], paths: ExportPaths, options: ExportOption
                                             "choose another --out.")
                     row[f"image_{side}_file"] = name
                 row["created_at"] = row["created_at"].isoformat() + "Z"
-                handle.write(json.dumps(row) + "\n")
-        _place(temp, paths.data, overwrite=options.overwrite)
+                line = json.dumps(row) + "\n"
+                handles[split].write(line)
+                sizes[split] += len(line.encode())
+        _place_splits(temps, paths, options, sizes)
     except BaseException:
         for path in added:
             path.unlink(missing_ok=True)
         raise
     finally:
-        temp.unlink(missing_ok=True)
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
 
 
 def _size_category(rows: int) -> str:
@@ -372,30 +459,60 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
+def _dpo_script_words(paths: ExportPaths, files: dict[str, str]) -> str:
+    if not paths.folder:
+        return ("diffusers' `train_diffusion_dpo.py` takes a dataset folder, not one file: export with `--out FOLDER/`"
+                " for one it reads.")
+    if "validation" not in files:
+        return ("diffusers' `train_diffusion_dpo.py` reads this folder as `--dataset_name`; it has no validation split,"
+                " so give the script `--dataset_split_name train`.")
+    return ("diffusers' `train_diffusion_dpo.py` reads this folder as `--dataset_name`; by default it trains on the"
+            " `validation` split (`--dataset_split_name train` for the rest).")
+
+
+def _validation_words(summary: ExportSummary, files: dict[str, str]) -> str:
+    if not summary.validation:
+        return "none: every row is in train (export to a folder for a validation split)"
+    if "validation" not in files:
+        return f"none: no row fell in it, so it is left out ({summary.validation})"
+    return summary.validation
+
+
 def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSummary) -> None:
-    """The dataset card: a YAML block the Hub and `datasets` read (the data file as the train split), then what is
-    in the file, how it was cut, and the licence terms to respect. Written last, never over a card Chisel did not
-    write."""
+    """The dataset card: a YAML block the Hub and `datasets` read (licence, task, size, the data files as splits),
+    then what is in the files, how they were cut, and the licence terms to respect. Written last, never over a card
+    Chisel did not write."""
     tie_policy = (
         f"ties dropped ({summary.ties_dropped} rows)" if options.ties == "drop"
         else f"ties kept as label 0.5 ({summary.ties_kept} rows): diffusers' DPO script reads any label_0 ≠ 0 as a win"
     )
-    data_file = paths.data.relative_to(paths.card.parent).as_posix()
+    files = {split: path.relative_to(paths.card.parent).as_posix() for split, path in paths.splits.items()
+             if split == "train" or summary.split_rows[split]}
+    licence, licence_lines = card_licence(summary.base_models, other_models=summary.other_models)
+    metadata = {
+        **licence,
+        "task_categories": ["text-to-image"],
+        "tags": ["preference", "dpo", "pick-a-pic"],
+        "size_categories": [_size_category(summary.rows)],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": split, "path": path} for split, path in files.items()]}],
+        # As the Hub writes it. `datasets` also keys its cache of a local folder on this block (not on the files),
+        # so without it a folder exported again under the same name would load the old rows.
+        "dataset_info": {
+            "splits": [
+                {"name": split, "num_bytes": summary.split_bytes[split], "num_examples": summary.split_rows[split]}
+                for split in files
+            ],
+            "download_size": sum(paths.splits[split].stat().st_size for split in files),
+            "dataset_size": sum(summary.split_bytes.values()),
+        },
+    }
+    splits = ", ".join(f"{split} `{files[split]}` ({summary.split_rows[split]} rows)" for split in files)
+    urls = (f"absolute, under {settings.CHISEL_PUBLIC_URL} (Chisel's media route: it asks for a login)"
+            if settings.CHISEL_PUBLIC_URL else "paths relative to Chisel's media folder (no CHISEL_PUBLIC_URL was set)")
     lines = [
         "---",
-        "license: other",
-        "task_categories:",
-        "- text-to-image",
-        "tags:",
-        "- preference",
-        "- dpo",
-        "size_categories:",
-        f"- {_size_category(summary.rows)}",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        f"    path: {data_file}",
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip("\n"),
         "---",
         CARD_MARK,
         "",
@@ -405,7 +522,8 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "",
         "| | |",
         "|---|---|",
-        f"| file | `{data_file}` |",
+        f"| splits | {splits} |",
+        f"| validation | {_validation_words(summary, files)} |",
         f"| format | {'Pick-a-Pic v2 parquet (+ Chisel columns)' if options.format == 'pickapic' else 'JSONL, images in images/'} |",
         f"| rows | {summary.rows} |",
         f"| judgements read | {summary.judgements} |",
@@ -415,18 +533,25 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         f"| ties | {tie_policy} |",
         f"| both bad | {summary.both_bad_skipped} judgements skipped (no preference) |",
         f"| images | {'the stored lossless originals' if options.image_format == 'original' else 'JPEG, quality 95'} |",
+        f"| image URLs | {urls} |",
         f"| models | {', '.join(summary.models) or '—'} |",
         "| agreement | not computed yet |",
         "",
-        "Labels: `label_0` is 1 when image 0 won, 0 when image 1 won, 0.5 for a tie. `choice` repeats it as a/b/tie;",
-        "`flags_0`/`flags_1` are the defects annotators marked on each image. `created_at` is UTC, stored without a",
-        "timezone (`timestamp[ns]`) as in Pick-a-Pic v2. `image_*_url` are paths relative to Chisel's media folder.",
+        "Columns: Pick-a-Pic v2's, in its order and types (`__index_level_0__` is the row's place in the export), then",
+        "Chisel's own. Labels: `label_0` is 1 when image 0 won, 0 when image 1 won, 0.5 for a tie. `choice` repeats it",
+        "as a/b/tie; `flags_0`/`flags_1` are the defects annotators marked on each image. `created_at` is UTC, stored",
+        "without a timezone (`timestamp[ns]`) as in Pick-a-Pic v2.",
+        "",
+        _dpo_script_words(paths, files),
         "",
         "## Licence",
         "",
-        "The images were generated by the models named above. Their use is bound by those models' licences: outputs of",
-        "FLUX.1 [dev] and FLUX.1 Krea [dev] fall under the FLUX.1 [dev] Non-Commercial License, which restricts using",
-        "them to train other models; read it before sharing this dataset or training on it.",
+        "The images were generated by the models named above. Their use is bound by those models' licences:",
+        "",
+        *licence_lines,
+        "",
+        "Outputs of FLUX.1 [dev] and FLUX.1 Krea [dev] fall under the FLUX.1 [dev] Non-Commercial License, which",
+        "restricts using them to train other models; read it before sharing this dataset or training on it.",
         "",
     ]
     temp = _atomic_target(paths.card)

@@ -157,17 +157,47 @@ class JsonlSource:
             return None, f"'{name}' cannot be read ({exc.strerror})"
 
 
-def dataset_file(path: Path) -> Path:
-    """The data file of a dataset folder as `export_preferences --out FOLDER/` writes it; any other path as given."""
+SPLITS = ("train", "validation")
+
+
+def split_files(folder: Path) -> list[Path]:
+    """A dataset folder's data files as `export_preferences --out FOLDER/` writes them (train first), or []."""
+    for extension in (".parquet", ".jsonl"):
+        files = [folder / "data" / f"{split}{extension}" for split in SPLITS]
+        if files[0].is_file():
+            return [file for file in files if file.is_file()]
+    return []
+
+
+class SplitsSource:
+    """A dataset folder's split files read one after the other as one source; rows are named by file."""
+
+    def __init__(self, folder: Path, sources: list) -> None:
+        self.path = folder
+        self.sources = sources
+        self.total = sum(source.total for source in sources)
+
+    def where(self, index: int) -> str:
+        for source in self.sources:
+            if index < source.total:
+                return f"{source.path.name} {source.where(index)}"
+            index -= source.total
+        return f"row {index + self.total}"
+
+    def batches(self) -> Iterator[list[tuple[dict, list[tuple[str, str]]]]]:
+        for source in self.sources:
+            yield from source.batches()
+
+
+def open_source(path: Path, format: str = "auto") -> ParquetSource | JsonlSource | SplitsSource:
+    """The file as a source of rows; `auto` tells parquet from JSONL by content (parquet starts with PAR1). A dataset
+    folder is read split by split (`split_files`)."""
     if path.is_dir():
-        for name in ("train.parquet", "train.jsonl"):
-            if (path / "data" / name).is_file():
-                return path / "data" / name
-    return path
-
-
-def open_source(path: Path, format: str = "auto") -> ParquetSource | JsonlSource:
-    """The file as a source of rows; `auto` tells parquet from JSONL by content (parquet starts with PAR1)."""
+        files = split_files(path)
+        if not files:
+            raise ImportRejected(f"{path} is a folder without data/train.parquet or data/train.jsonl; "
+                                 "nothing was imported.")
+        return SplitsSource(path, [open_source(file, format) for file in files])
     if format == "auto":
         format = _sniff(path)
     return ParquetSource(path) if format == "pickapic" else JsonlSource(path)

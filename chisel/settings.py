@@ -150,6 +150,9 @@ SPECTACULAR_SETTINGS = {
 
 # Where exported datasets are written (downloads are served from here to leads only).
 CHISEL_EXPORT_ROOT = env.path("CHISEL_EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
+# Where this Chisel is reached from outside (https://chisel.example.org): exports write absolute image URLs under it.
+# Empty: image_0_url / image_1_url are paths relative to the media folder.
+CHISEL_PUBLIC_URL = env.str("CHISEL_PUBLIC_URL", default="")
 
 # Where training runs write their datasets, states and LoRA checkpoints.
 CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")

@@ -2,13 +2,19 @@
 file overwritten that the export did not write — from the command line, the API and the admin's jobs."""
 
 import hashlib
+import io
 import json
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from django.core.management import ManagementUtility
+from PIL import Image as PILImage
 
 from annotate.export_jobs import export_run
 from annotate.exports import CARD_MARK
@@ -66,13 +72,19 @@ def test_a_dataset_folder_loads_with_datasets_load_dataset(taste, tmp_path, caps
     assert (folder / "data" / f"train.{extension}").is_file()
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: other\n") and f"path: data/train.{extension}" in card
+    assert "images from outside Chisel's base models" in card  # judged_world's images have no base model
     assert "- text-to-image" in card and "- n<1K" in card
     from huggingface_hub import DatasetCard
 
     metadata = DatasetCard.load(folder / "README.md").data
-    assert metadata.task_categories == ["text-to-image"] and metadata.configs[0]["data_files"][0]["split"] == "train"
-    dataset = load_dataset(str(folder))
-    assert list(dataset) == ["train"] and len(dataset["train"]) == 4
+    assert metadata.task_categories == ["text-to-image"] and metadata.size_categories == ["n<1K"]
+    assert metadata.configs[0]["data_files"] == [{"split": "train", "path": f"data/train.{extension}"},
+                                                 {"split": "validation", "path": f"data/validation.{extension}"}]
+    dataset = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))  # datasets caches a folder by its name
+    # No eval pairs: one of the four decisive prompts is held out, with every row of it.
+    assert list(dataset) == ["train", "validation"] and (len(dataset["train"]), len(dataset["validation"])) == (3, 1)
+    assert not set(dataset["train"]["caption"]) & set(dataset["validation"]["caption"])
+    assert "| validation | 1 of 4 prompts held out by prompt (10%" in card
     assert set(dataset["train"]["label_0"]) <= {0.0, 1.0}
 
 
@@ -192,7 +204,231 @@ def test_the_trainer_reads_a_dataset_folder_and_refuses_a_file_that_is_not_parqu
     judged_world(taste)
     export_preferences(ExportOptions(out=tmp_path / "folder"))
     pairs, ties = load_pairs(tmp_path / "folder")
-    assert (len(pairs), ties) == (4, 0)
+    assert (len(pairs), ties) == (3, 0)  # the train split: one of the four prompts is held out for validation
     (tmp_path / "notes.parquet").write_text("not parquet")
     with pytest.raises(DatasetError, match="notes.parquet is not a readable parquet file"):
         load_pairs(tmp_path / "notes.parquet")
+
+
+# Pick-a-Pic v2's exact schema, written out from its dataset card (huggingface.co/datasets/yuvalkirstain/pickapic_v2,
+# `dataset_info.features`), independently of trainer/pickapic.py.
+PICKAPIC_V2 = pa.schema([
+    ("are_different", pa.bool_()), ("best_image_uid", pa.string()), ("caption", pa.string()),
+    ("created_at", pa.timestamp("ns")), ("has_label", pa.bool_()), ("image_0_uid", pa.string()),
+    ("image_0_url", pa.string()), ("image_1_uid", pa.string()), ("image_1_url", pa.string()),
+    ("jpg_0", pa.binary()), ("jpg_1", pa.binary()), ("label_0", pa.float64()), ("label_1", pa.float64()),
+    ("model_0", pa.string()), ("model_1", pa.string()), ("ranking_id", pa.int64()), ("user_id", pa.int64()),
+    ("num_example_per_prompt", pa.int64()), ("__index_level_0__", pa.int64()),
+])
+
+
+def decided_world(taste, verdicts: str, *, eval_pairs: int = 0, checkpoint=None) -> None:
+    """One pair per verdict ("a" or "b": which image won), judged once; the first `eval_pairs` pairs are held-out
+    eval pairs."""
+    from annotate import services
+    from annotate.images import image_store
+    from annotate.models import Pair, Prompt, Round
+    from tests.conftest import make_annotator, png_bytes
+
+    round_ = Round.objects.create(taste=taste, number=1, state=Round.State.ANNOTATING, overlap=1)
+    for index in range(len(verdicts)):
+        prompt = Prompt.objects.create(text=f"a lighthouse number {index}")
+        a, b = (image_store(prompt=prompt, data=png_bytes((30 * index, 200 * side, 90), (16, 12)), seed=side,
+                            checkpoint=checkpoint) for side in (0, 1))
+        Pair.objects.create(round=round_, taste=taste, prompt=prompt, image_a=a, image_b=b, overlap=1, seed=index)
+    annotator = make_annotator(taste)
+    for _ in verdicts:
+        (assignment,) = services.assignment_claim(annotator=annotator, taste=taste)
+        verdict = verdicts[int(assignment.pair.prompt.text.rsplit(" ", 1)[1])]
+        screen = "left" if (verdict == "a") == assignment.left_is_a else "right"
+        services.judgement_submit(annotator=annotator, assignment_id=assignment.pk, choice=screen,
+                                  client_uuid=uuid.uuid4(), duration_ms=900)
+    eval_ids = Pair.objects.order_by("seed").values_list("pk", flat=True)[:eval_pairs]
+    Pair.objects.filter(pk__in=list(eval_ids)).update(kind=Pair.Kind.EVAL)
+
+
+def dpo_pixels(image: PILImage.Image, resolution: int = 512) -> torch.Tensor:
+    """train_diffusion_dpo.py's train_transforms (L671-679) with --no_hflip: Resize (shorter side, bilinear),
+    CenterCrop, ToTensor, Normalize([0.5], [0.5]); re-done with PIL and torch (the script uses torchvision)."""
+    width, height = image.size
+    scale = resolution / min(width, height)
+    image = image.resize((max(resolution, int(width * scale)), max(resolution, int(height * scale))),
+                         PILImage.Resampling.BILINEAR)
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)  # (C, H, W)
+    return (pixels - 0.5) / 0.5
+
+
+@pytest.mark.django_db
+def test_diffusers_dpo_script_reads_the_folder_with_its_defaults_preferred_image_first(taste, tmp_path):
+    """diffusers' examples/research_projects/diffusion_dpo/train_diffusion_dpo.py (at 58eb52c), its data path re-done
+    here without vendoring it: --dataset_split_name defaults to "validation" (L180-185) and the dataset is
+    `load_dataset(args.dataset_name, split=args.dataset_split_name)` (L665-669); preprocess_train (L681-697) opens
+    jpg_0 / jpg_1 as RGB, swaps the two where `label_0 == 0` so the preferred image comes first, and concatenates
+    them on the channel axis; captions come from the "caption" column (L449); collate_fn stacks (L707-712)."""
+    from datasets import load_dataset
+    from django.core.files.storage import default_storage
+
+    from annotate.exports import ExportOptions, export_preferences
+    from annotate.models import Judgement
+
+    decided_world(taste, "abba", eval_pairs=2)  # eval pairs: one won by image a, one by image b
+    export_preferences(ExportOptions(out=tmp_path / "portraits"))
+    assert "| validation | the held-out eval pairs" in (tmp_path / "portraits" / "README.md").read_text()
+
+    # The script's defaults; --cache_dir (default None) set only because datasets caches a folder by its name.
+    train_dataset = load_dataset(str(tmp_path / "portraits"), cache_dir=str(tmp_path / "cache"), split="validation")
+    assert sorted(train_dataset["pair_kind"]) == ["eval", "eval"] and sorted(train_dataset["label_0"]) == [0.0, 1.0]
+    assert all(isinstance(caption, str) and caption for caption in train_dataset["caption"])
+
+    def preprocess_train(examples):
+        all_pixel_values = [[dpo_pixels(PILImage.open(io.BytesIO(data)).convert("RGB")) for data in examples[column]]
+                            for column in ("jpg_0", "jpg_1")]
+        combined = []
+        for pair, label_0 in zip(zip(*all_pixel_values), examples["label_0"]):
+            if label_0 == 0:
+                pair = pair[::-1]
+            combined.append(torch.cat(pair, dim=0))
+        examples["pixel_values"] = combined
+        return examples
+
+    train_dataset = train_dataset.with_transform(preprocess_train)
+    batch = torch.stack([example["pixel_values"] for example in train_dataset]).float()
+    assert batch.shape == (2, 6, 512, 512)
+    for example, pixels in zip(train_dataset, batch):
+        judgement = Judgement.objects.select_related("pair__image_a", "pair__image_b").get(pair_id=example["pair_id"])
+        won, lost = ((judgement.pair.image_a, judgement.pair.image_b) if judgement.choice == "a"
+                     else (judgement.pair.image_b, judgement.pair.image_a))
+        for half, image in ((pixels[:3], won), (pixels[3:], lost)):
+            with default_storage.open(image.file.name, "rb") as handle:
+                assert torch.equal(half, dpo_pixels(PILImage.open(handle).convert("RGB")))
+
+
+@pytest.mark.django_db
+def test_the_export_concatenates_with_a_table_in_pickapic_v2s_exact_schema(taste, tmp_path):
+    from datasets import Dataset, concatenate_datasets, load_dataset
+
+    from annotate.exports import ExportOptions, export_preferences
+
+    decided_world(taste, "abab")
+    export_preferences(ExportOptions(out=tmp_path / "mine"))
+    data = tmp_path / "mine" / "data"
+    for split in ("train", "validation"):
+        schema = pq.read_schema(data / f"{split}.parquet")
+        assert pa.schema(list(schema)[:len(PICKAPIC_V2)]) == PICKAPIC_V2  # v2's names, order and types, first
+    mine = load_dataset(str(tmp_path / "mine"), cache_dir=str(tmp_path / "cache"))
+    assert sorted([*mine["train"]["__index_level_0__"], *mine["validation"]["__index_level_0__"]]) == [0, 1, 2, 3]
+    v2 = pa.Table.from_pylist([{
+        "are_different": True, "best_image_uid": "u0", "caption": "a cat", "created_at": datetime(2023, 5, 1, 12),
+        "has_label": True, "image_0_uid": "u0", "image_0_url": "https://example.org/u0.jpg", "image_1_uid": "u1",
+        "image_1_url": "https://example.org/u1.jpg", "jpg_0": b"\xff\xd8", "jpg_1": b"\xff\xd8", "label_0": 1.0,
+        "label_1": 0.0, "model_0": "sdxl", "model_1": "sdxl", "ranking_id": 7, "user_id": 9,
+        "num_example_per_prompt": 1, "__index_level_0__": 12,
+    }], schema=PICKAPIC_V2)
+    both = concatenate_datasets([mine["train"], Dataset(v2)])
+    assert len(both) == len(mine["train"]) + 1 and both[-1]["caption"] == "a cat" and both[-1]["taste"] is None
+    v2_only = concatenate_datasets([Dataset(v2), mine["validation"].select_columns(PICKAPIC_V2.names)])
+    assert v2_only.features == Dataset(v2).features and len(v2_only) == 1 + len(mine["validation"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("public", ["", "https://chisel.example.org/"])
+def test_image_urls_are_absolute_under_the_public_url_and_serve_the_image(taste, tmp_path, settings, public):
+    from annotate.exports import ExportOptions, export_preferences
+
+    settings.CHISEL_PUBLIC_URL = public
+    decided_world(taste, "ab")
+    export_preferences(ExportOptions(out=tmp_path / "d.parquet"))
+    client = client_for(make_lead())
+    for row in pq.read_table(tmp_path / "d.parquet").to_pylist():
+        for side in ("0", "1"):
+            url = row[f"image_{side}_url"]
+            if public:
+                assert url.startswith("https://chisel.example.org/media/")
+                path = url.removeprefix("https://chisel.example.org")
+            else:
+                assert not url.startswith(("http", "/"))
+                path = f"/media/{url}"
+            assert b"".join(client.get(path).streaming_content) == row[f"jpg_{side}"]
+    card = (tmp_path / "d.parquet.README.md").read_text()
+    assert ("absolute, under https://chisel.example.org/" in card) == bool(public)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stated", ["chisel.json", "model card"])
+def test_the_card_carries_the_licence_the_model_folder_states(taste, tmp_path, stated):
+    from huggingface_hub import DatasetCard
+
+    from annotate.exports import ExportOptions, export_preferences
+    from annotate.models import BaseModel, Checkpoint
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if stated == "chisel.json":
+        (folder / "chisel.json").write_text(json.dumps({"license": "apache-2.0"}))
+        expected = {"license": "apache-2.0"}
+    else:  # as FLUX.1 [dev]'s Hub card states it; its relative link points into its own repository
+        (folder / "README.md").write_text("---\nlicense: other\nlicense_name: flux-1-dev-non-commercial-license\n"
+                                          "license_link: LICENSE.md\n---\n# FLUX.1 [dev]\n")
+        expected = {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}
+    base = BaseModel.objects.create(name="my-model", kind=BaseModel.Kind.FLUX, path=str(folder))
+    decided_world(taste, "ab", checkpoint=Checkpoint.objects.create(taste=taste, base_model=base))
+    export_preferences(ExportOptions(out=tmp_path / "out"))
+    metadata = DatasetCard.load(tmp_path / "out" / "README.md").data.to_dict()
+    assert {k: metadata.get(k) for k in ("license", "license_name", "license_link") if k in metadata} == expected
+    assert f"- `my-model`: {expected.get('license_name', 'apache-2.0')}" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_the_validation_share_is_a_share_of_the_prompts(taste, tmp_path, capsys):
+    judged_world(taste)
+    code, _, err = run_cli(capsys, "export_preferences", "--out", str(tmp_path / "half"), "--validation-share", "0.5")
+    assert code == 0, err
+    validation = pq.read_table(tmp_path / "half" / "data" / "validation.parquet").column("caption").to_pylist()
+    train = pq.read_table(tmp_path / "half" / "data" / "train.parquet").column("caption").to_pylist()
+    assert (len(train), len(validation)) == (2, 2) and not set(train) & set(validation)
+    code, _, err = run_cli(capsys, "export_preferences", "--out", str(tmp_path / "all"), "--validation-share", "1")
+    assert refused(code, err, "--validation-share 1", "between 0 and 1") and not (tmp_path / "all").exists()
+
+
+def test_a_bad_date_is_refused_with_one_line(taste, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "export_preferences", "--out", str(tmp_path / "d.parquet"), "--since", "garbage")
+    assert refused(code, err, "'garbage' is not an ISO date")
+
+
+def test_a_folder_exported_again_loads_its_new_rows_not_datasets_cached_ones(taste, tmp_path, capsys):
+    """`datasets` keys its cache of a local folder on the card's YAML block; the card's dataset_info changes with
+    the files, so the same folder exported again is read afresh (the default cache, as a user has it)."""
+    from datasets import load_dataset
+
+    judged_world(taste)
+    folder = tmp_path / "again"
+    cache = str(tmp_path / "cache")
+    assert run_cli(capsys, "export_preferences", "--out", str(folder))[0] == 0
+    assert len(load_dataset(str(folder), cache_dir=cache)["train"]) == 3
+    assert run_cli(capsys, "export_preferences", "--out", str(folder), "--ties", "keep", "--overwrite")[0] == 0
+    assert len(load_dataset(str(folder), cache_dir=cache)["train"]) + len(
+        load_dataset(str(folder), cache_dir=cache)["validation"]) == 5
+
+
+@pytest.mark.parametrize("format", ["pickapic", "jsonl"])
+def test_a_validation_split_without_rows_is_left_out_and_an_old_one_removed(taste, tmp_path, capsys, format):
+    """`datasets` refuses to load an empty split: one prompt gives no validation split, and the card says so."""
+    from datasets import load_dataset
+
+    decided_world(taste, "ab")
+    folder = tmp_path / "few"
+    extension = "parquet" if format == "pickapic" else "jsonl"
+    assert run_cli(capsys, "export_preferences", "--out", str(folder), "--format", format)[0] == 0
+    assert (folder / "data" / f"validation.{extension}").is_file()
+    from annotate.models import Judgement
+
+    last = Judgement.objects.order_by("created_at").last().created_at  # the second export: one prompt
+    code, _, err = run_cli(capsys, "export_preferences", "--out", str(folder), "--format", format, "--overwrite",
+                           "--since", last.isoformat())
+    assert code == 0, err
+    assert not (folder / "data" / f"validation.{extension}").exists()
+    card = (folder / "README.md").read_text()
+    assert "split: validation" not in card and "| validation | none: no row fell in it" in card
+    assert "so give the script `--dataset_split_name train`" in card
+    assert list(load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))) == ["train"]

@@ -153,12 +153,28 @@ def test_timezone_naive_created_at_is_read_as_utc_without_warnings(taste, tmp_pa
     assert set(Judgement.objects.values_list("created_at", flat=True)) == {naive.replace(tzinfo=UTC)}
 
 
-def test_a_dataset_folder_imports_from_its_data_file(taste, tmp_path, capsys):
+def test_a_dataset_folder_imports_from_its_split_files(taste, tmp_path, capsys):
     judged_world(taste)
     export_preferences(ExportOptions(out=tmp_path / "folder"))
     services.taste_create(slug="landscapes")
     code, out, err = run_cli(capsys, "import_preferences", str(tmp_path / "folder"), "--taste", "landscapes",
                              "--source", "folder")
     assert code == 0 and "Imported 4 rows" in out, err
-    assert read(tmp_path / "folder" / "data" / "train.parquet") == read(
-        Path(export_preferences(ExportOptions(out=tmp_path / "again.parquet", tastes=["landscapes"])).path))
+    exported = read(tmp_path / "folder" / "data" / "train.parquet") + read(
+        tmp_path / "folder" / "data" / "validation.parquet")  # both splits are imported
+    again = read(Path(export_preferences(ExportOptions(out=tmp_path / "again.parquet", tastes=["landscapes"])).path))
+    assert sorted(exported, key=lambda r: (r["caption"], r["label_0"])) == again
+
+
+def test_a_bad_row_in_a_folders_validation_split_is_named_by_file_and_nothing_is_written(taste, tmp_path, capsys):
+    judged_world(taste)
+    export_preferences(ExportOptions(out=tmp_path / "folder"))
+    validation = tmp_path / "folder" / "data" / "validation.parquet"
+    table = pq.read_table(validation)
+    pq.write_table(table.set_column(table.schema.get_field_index("label_0"), "label_0",
+                                    pa.array([0.3] * len(table), pa.float64())), validation)
+    services.taste_create(slug="landscapes")
+    before = Judgement.objects.count()
+    code, _, err = run_cli(capsys, "import_preferences", str(tmp_path / "folder"), "--taste", "landscapes",
+                           "--source", "folder")
+    assert refused(code, err, "validation.parquet row 0: label_0") and Judgement.objects.count() == before

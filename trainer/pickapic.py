@@ -3,7 +3,8 @@
 Pick-a-Pic v2 (the data behind PickScore and Diffusion-DPO) stores one comparison per row: `caption`, the two
 images' raw bytes (`jpg_0`, `jpg_1`, whatever their format), and `label_0`/`label_1` (1, 0, or 0.5 for a tie).
 diffusers' Diffusion-DPO script reads only `caption, jpg_0, jpg_1, label_0` and counts any `label_0` other
-than 0 as "image 0 wins", so ties are dropped on export unless asked for.
+than 0 as "image 0 wins", so ties are dropped on export unless asked for. `PICKAPIC_FIELDS` is v2's exact
+schema, in its order, with the pandas index column its parquet files carry (`INDEX_COLUMN`).
 """
 
 import pyarrow as pa
@@ -27,7 +28,9 @@ PICKAPIC_FIELDS = [
     pa.field("ranking_id", pa.int64()),
     pa.field("user_id", pa.int64()),
     pa.field("num_example_per_prompt", pa.int64()),
+    pa.field("__index_level_0__", pa.int64()),  # INDEX_COLUMN: v2's pandas index; Chisel writes the row's number
 ]
+INDEX_COLUMN = "__index_level_0__"
 
 CHISEL_FIELDS = [
     pa.field("taste", pa.string()),

@@ -23,6 +23,16 @@ def when(text: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise CommandError(f"--validation-share {text}: give a number between 0 and 1 (e.g. 0.1).")
+    return value
+
+
 def add_export_arguments(parser) -> None:
     parser.add_argument("--format", choices=["pickapic", "jsonl"],
                         help="pickapic (parquet) or jsonl; by default taken from --out's extension, else pickapic")
@@ -35,34 +45,39 @@ def add_export_arguments(parser) -> None:
     parser.add_argument("--round", action="append", type=int, default=[], dest="rounds", help="round id; repeatable")
     parser.add_argument("--annotator", action="append", default=[], dest="annotators")
     parser.add_argument("--kind", action="append", choices=Pair.Kind.values, default=[], dest="kinds")
-    parser.add_argument("--since", type=when)
-    parser.add_argument("--until", type=when)
+    parser.add_argument("--since", help="ISO date or date-time (read in handle: a bad one is one line, not argparse's)")
+    parser.add_argument("--until")
 
 
 class Command(BaseCommand):
     help = ("Export judgements as a preference dataset (Pick-a-Pic v2 parquet or JSONL) with a dataset card: "
             "--out NAME.parquet writes NAME.parquet and NAME.parquet.README.md; --out FOLDER/ writes a dataset folder "
-            "(README.md, data/train.parquet) that datasets.load_dataset(FOLDER) reads. Never overwrites a file it "
-            "did not write.")
+            "(README.md, data/train.parquet and data/validation.parquet) that datasets.load_dataset(FOLDER) reads. "
+            "Never overwrites a file it did not write.")
 
     def add_arguments(self, parser):
         parser.add_argument("--out", type=Path, required=True,
                             help="NAME.parquet or NAME.jsonl (one file, card beside it), or a folder (a dataset folder)")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier export's file and card (a card Chisel did not write: never)")
+        parser.add_argument("--validation-share", default="0.1",
+                            help="a dataset folder without eval pairs holds out this share of its prompts as the "
+                                 "validation split (default 0.1)")
         add_export_arguments(parser)
 
-    def handle(self, *args, out, overwrite, format, **options):
+    def handle(self, *args, out, overwrite, format, validation_share, **options):
         format = format or ("jsonl" if out.suffix == ".jsonl" else "pickapic")
         fields = {k: options[k] for k in ("aggregate", "ties", "image_format", "tastes", "rounds", "annotators",
-                                          "kinds", "since", "until")}
+                                          "kinds")}
+        fields.update({k: when(options[k]) if options[k] else None for k in ("since", "until")})
         with tqdm(unit="judgement", desc="exporting", leave=False, disable=not sys.stderr.isatty()) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
             try:
-                summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite, **fields),
+                summary = export_preferences(ExportOptions(out=out, format=format, overwrite=overwrite,
+                                                           validation_share=share(validation_share), **fields),
                                              progress)
             except ExportRefused as exc:
                 raise CommandError(str(exc)) from exc

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.import_sources import FORMATS, dataset_file
+from annotate.import_sources import FORMATS
 from annotate.imports import ImportRejected, import_preferences
 from annotate.models import Taste
 from trainer.images import MAX_PIXELS
@@ -25,8 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused")
 
     def handle(self, *args, path, taste, source, format, max_pixels, **options):
-        path = dataset_file(path)
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise CommandError(f"No such file: {path}")
         taste_row = Taste.objects.filter(slug=taste).first()
         if taste_row is None:
