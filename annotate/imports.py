@@ -97,6 +97,12 @@ def _row_problems(index: int, row: dict, max_pixels: int) -> list[tuple[int, str
     problems = []
     if not isinstance(row["caption"], str) or not row["caption"].strip():
         problems.append((index, "caption", "is empty"))
+    elif len(row["caption"].strip()) > Prompt.MAX_CHARS:
+        problems.append((index, "caption", f"has {len(row['caption'].strip())} characters; at most {Prompt.MAX_CHARS}"))
+    for column in ("flags_0", "flags_1"):
+        if unknown := sorted(set(row.get(column) or []) - set(Judgement.Flag.values)):
+            problems.append((index, column, f"has unknown flags {', '.join(map(str, unknown))}; known: "
+                                            f"{', '.join(Judgement.Flag.values)}"))
     for column in ("jpg_0", "jpg_1"):
         try:
             check_image(row[column] or b"", max_pixels=max_pixels)
