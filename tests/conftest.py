@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ def media_root(settings, tmp_path):
     settings.CHISEL_EXPORT_ROOT = tmp_path / "exports"
     settings.CHISEL_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """Throttle counters start at zero in every test: the cache (Redis) outlives the test database's ids."""
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
 
 
 @pytest.fixture
