@@ -81,6 +81,20 @@ def lead(db):
     return make_lead()
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright; one per session (two sync Playwrights cannot run at once)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def lead_browser(lead):
     """A browser session logged in as a lead (admin pages)."""

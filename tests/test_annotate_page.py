@@ -3,25 +3,13 @@
 import random
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from annotate.models import Assignment, Judgement, Pair
 from tests.conftest import make_annotator, make_round, services
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
 KEY_CHOICE = {"1": "left", "ArrowLeft": "left", "2": "right", "ArrowRight": "right", "3": "tie", "0": "both_bad"}
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

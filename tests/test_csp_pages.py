@@ -5,14 +5,14 @@ from playwright.sync_api import Page
 
 from tests.conftest import make_annotator, make_lead, make_round
 from tests.conftest import wait_until
-from tests.test_annotate_page import browser, log_in, taste  # noqa: F401 (fixtures)
+from tests.test_annotate_page import log_in, taste  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 WATCH = "document.addEventListener('securitypolicyviolation', e => (window.cspViolations = window.cspViolations || [])" \
         ".push(e.violatedDirective + ' ' + e.blockedURI))"
 
 
-def watched_page(browser, live_server) -> tuple[Page, list[str]]:  # noqa: F811
+def watched_page(browser, live_server) -> tuple[Page, list[str]]:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
     context.add_init_script(WATCH)
     page = context.new_page()
@@ -26,7 +26,7 @@ def violations(page: Page, console: list[str]) -> list[str]:
     return [*(page.evaluate("window.cspViolations || []")), *console]
 
 
-def test_judging_the_admin_and_the_api_docs_raise_no_csp_violation(browser, live_server, taste):  # noqa: F811
+def test_judging_the_admin_and_the_api_docs_raise_no_csp_violation(browser, live_server, taste):
     round_ = make_round(taste, pairs=3)
     page, console = watched_page(browser, live_server)
     log_in(page, make_annotator(taste))
