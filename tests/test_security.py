@@ -123,7 +123,7 @@ def test_a_lead_uses_every_admin_page_without_being_superuser(taste, lead):
         f"/admin/annotate/round/{round_.pk}/review/", f"/admin/annotate/round/{round_.pk}/progress/",
         "/admin/annotate/taste/", f"/admin/annotate/taste/{taste.pk}/charts/",
         f"/admin/annotate/taste/{taste.pk}/annotators/add/", "/admin/annotate/pair/", "/admin/annotate/judgement/",
-        "/admin/annotate/export/", "/admin/annotate/export/add/", "/admin/auth/user/",
+        "/admin/annotate/export/", "/admin/annotate/export/add/", "/admin/auth/user/", "/admin/auth/user/add/",
         f"/admin/auth/user/{annotator.pk}/change/",
     ]
     for path in pages:
