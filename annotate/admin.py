@@ -106,7 +106,7 @@ class PersonAdmin(UserAdmin):
         users = list(self._token_targets(request, queryset))
         for user in users:
             token_rotate(user=user)
-        self.message_user(request, f"Rotated the API tokens of {len(users)} user(s): see each user's page for the new one.")
+        self.message_user(request, f"Rotated the API tokens of {len(users)} user(s): each user's page shows the new one.")
 
     @admin.action(description="Revoke the API tokens of the selected users", permissions=["change"])
     def revoke_tokens(self, request, queryset) -> None:

@@ -26,7 +26,8 @@ def lead_group_ensure(*, group_model, permission_model):
     """The Lead group with exactly LEAD_PERMISSIONS (models passed in, so a migration can use its own)."""
     group, _ = group_model.objects.get_or_create(name=LEAD_GROUP)
     wanted = [
-        permission_model.objects.get(content_type__app_label=app, content_type__model=model, codename=f"{action}_{model}")
+        permission_model.objects.get(content_type__app_label=app, content_type__model=model,
+                                     codename=f"{action}_{model}")
         for app, model, actions in LEAD_PERMISSIONS
         for action in actions
     ]

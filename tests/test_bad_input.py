@@ -46,7 +46,8 @@ def test_a_body_over_the_limit_is_refused_from_content_length_with_413(settings,
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     answer = client_for(annotator).post("/api/v1/judgements/", "x" * 2000, content_type="application/json")
     assert answer.status_code == 413 and answer.json()["code"] == "too_large"
-    form = Client().post("/login/", f"username={'x' * 2000}&password=y", content_type="application/x-www-form-urlencoded")
+    form = Client().post("/login/", f"username={'x' * 2000}&password=y",
+                         content_type="application/x-www-form-urlencoded")
     assert form.status_code == 413
 
 
@@ -64,8 +65,8 @@ def test_a_lead_has_at_most_three_exports_queued_or_running(lead):
 def test_the_export_page_refuses_a_fourth_export_with_a_message(lead, lead_browser):
     for _ in range(3):
         Export.objects.create(requested_by=lead, options={})
-    answer = lead_browser.post("/admin/annotate/export/add/", {"format": "pickapic", "aggregate": "none", "ties": "drop",
-                                                               "image_format": "original"}, follow=True)
+    form = {"format": "pickapic", "aggregate": "none", "ties": "drop", "image_format": "original"}
+    answer = lead_browser.post("/admin/annotate/export/add/", form, follow=True)
     assert b"already have 3 exports" in answer.content and Export.objects.count() == 3
 
 
@@ -110,3 +111,9 @@ def test_import_refuses_unknown_flags_and_long_captions(taste, tmp_path):
         validate_rows(path)
     columns = {column for _, column, _ in rejected.value.problems}
     assert columns == {"caption", "flags_0"}
+
+
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
+def test_a_nul_byte_in_a_login_form_is_no_500(db, path):
+    answer = Client().post(path, {"username": "ad\x00min", "password": "x\x00y"})
+    assert answer.status_code == 200  # the form's own error: null characters are not allowed

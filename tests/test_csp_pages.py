@@ -8,8 +8,8 @@ from tests.conftest import wait_until
 from tests.test_annotate_page import log_in, taste  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-WATCH = "document.addEventListener('securitypolicyviolation', e => (window.cspViolations = window.cspViolations || [])" \
-        ".push(e.violatedDirective + ' ' + e.blockedURI))"
+WATCH = ("document.addEventListener('securitypolicyviolation',"
+         " e => (window.cspViolations = window.cspViolations || []).push(e.violatedDirective + ' ' + e.blockedURI))")
 
 
 def watched_page(browser, live_server) -> tuple[Page, list[str]]:
@@ -18,7 +18,7 @@ def watched_page(browser, live_server) -> tuple[Page, list[str]]:
     page = context.new_page()
     page.set_default_timeout(15000)
     console = []
-    page.on("console", lambda message: console.append(message.text) if "Content Security Policy" in message.text else None)
+    page.on("console", lambda msg: console.append(msg.text) if "Content Security Policy" in msg.text else None)
     return page, console
 
 

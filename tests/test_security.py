@@ -99,8 +99,9 @@ def test_a_fast_expert_never_meets_the_default_rates():
     from django.conf import settings
     from rest_framework.throttling import SimpleRateThrottle
 
-    per_minute = {scope: n * 60 / seconds for scope, (n, seconds) in
-                  ((s, SimpleRateThrottle.parse_rate(None, rate)) for s, rate in settings.CHISEL_THROTTLE_RATES.items())}
+    rates = settings.CHISEL_THROTTLE_RATES
+    per_minute = {scope: n * 60 / seconds
+                  for scope, (n, seconds) in ((s, SimpleRateThrottle.parse_rate(None, r)) for s, r in rates.items())}
     # 1 judgement a second: 60 claims and 60 submissions a minute at most, with room for undo and skips.
     assert per_minute["claims"] >= 120 and per_minute["submissions"] >= 120
 
@@ -119,7 +120,8 @@ def test_a_lead_uses_every_admin_page_without_being_superuser(taste, lead):
     browser = Client()
     browser.force_login(lead)
     pages = [
-        "/admin/", "/admin/annotate/round/", f"/admin/annotate/round/{round_.pk}/change/", "/admin/annotate/round/launch/",
+        "/admin/", "/admin/annotate/round/", f"/admin/annotate/round/{round_.pk}/change/",
+        "/admin/annotate/round/launch/",
         f"/admin/annotate/round/{round_.pk}/review/", f"/admin/annotate/round/{round_.pk}/progress/",
         "/admin/annotate/taste/", f"/admin/annotate/taste/{taste.pk}/charts/",
         f"/admin/annotate/taste/{taste.pk}/annotators/add/", "/admin/annotate/pair/", "/admin/annotate/judgement/",

@@ -19,7 +19,8 @@ MAX_ENTRIES = 10_000
 
 _User = get_user_model()
 _USER_BY_TOKEN = (
-    f"SELECT u.*, t.created AS token_created FROM {_User._meta.db_table} u JOIN {Token._meta.db_table} t ON t.user_id = u.{_User._meta.pk.column}"
+    f"SELECT u.*, t.created AS token_created FROM {_User._meta.db_table} u"
+    f" JOIN {Token._meta.db_table} t ON t.user_id = u.{_User._meta.pk.column}"
     " WHERE t.key = %s"
 )
 _cache: dict[str, tuple[AbstractBaseUser | None, float]] = {}
