@@ -66,7 +66,9 @@ def main() -> None:
 
     database_recreate(args.database_url)
     files = tempfile.mkdtemp(prefix="chisel-media-bench-")
-    os.environ.update(django_env(args.database_url, files), ALLOWED_HOSTS="testserver")
+    # Throttle counters of this run only (user ids repeat from run to run).
+    cache_url = f"redis://127.0.0.1:6379/1?key_prefix=bench-{uuid.uuid4().hex}"
+    os.environ.update(django_env(args.database_url, files), ALLOWED_HOSTS="testserver", CACHE_URL=cache_url)
     import django
 
     django.setup()
