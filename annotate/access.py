@@ -1,9 +1,10 @@
 """The security funnel: every "may this user see or touch this object" decision lives here."""
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 
 from annotate.errors import Forbidden, NotFound
-from annotate.models import Assignment, Taste, TasteMembership
+from annotate.models import Assignment, Image, Pair, Taste, TasteMembership
 
 
 def user_is_lead(user: AbstractBaseUser | None) -> bool:
@@ -35,3 +36,21 @@ def access_own_assignment(*, user: AbstractBaseUser, assignment: Assignment | No
     if assignment.annotator_id != user.pk:
         raise Forbidden(f"Assignment {assignment_id} was handed to another annotator.")
     return assignment
+
+
+_IMAGE_IN_MEMBERS_TASTE = (
+    f"SELECT EXISTS(SELECT 1 FROM {Image._meta.db_table} i"
+    f" JOIN {Pair._meta.db_table} p ON p.image_a_id = i.id OR p.image_b_id = i.id"
+    f" JOIN {TasteMembership._meta.db_table} m ON m.taste_id = p.taste_id AND m.annotator_id = %s"
+    " WHERE i.file = %s)"
+)
+
+
+def access_image_file(*, user: AbstractBaseUser, name: str) -> bool:
+    """Whether `user` may see the stored image `name`: leads see all, annotators the pairs of their tastes."""
+    if user_is_lead(user):
+        return True
+    # One indexed query (image by file, pairs by image, membership by taste and user) on every image load.
+    with connection.cursor() as cursor:
+        cursor.execute(_IMAGE_IN_MEMBERS_TASTE, [user.pk, name])
+        return bool(cursor.fetchone()[0])

@@ -1,13 +1,15 @@
 """Admin for every domain model; history (images, pairs, assignments, judgements) is read-only."""
 
 from django import forms
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from annotate.export_jobs import export_request
+from annotate.export_jobs import export_request, exports_active
 from annotate.models import (
     Assignment,
     BaseModel,
@@ -27,6 +29,7 @@ from annotate.onboarding_admin import TasteOnboarding
 from annotate.review import RoundReview, thumbnail
 from annotate.round_admin import RoundCockpit
 from annotate.taste_charts import TasteCharts
+from annotate.tokens import token_revoke, token_rotate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -82,6 +85,34 @@ class PersonAdmin(UserAdmin):
     list_display = ["username", "taste_list", "is_staff", "is_active", "last_login", "date_joined"]
     readonly_fields = ["api_token", "taste_list"]
     inlines = [TastesOfUserInline]
+    actions = ["rotate_tokens", "revoke_tokens"]
+    # Who is a lead or a superuser, and what they may do, is for superusers to decide.
+    PRIVILEGES = ["is_staff", "is_superuser", "groups", "user_permissions"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return fields if request.user.is_superuser else [*fields, *self.PRIVILEGES]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def _token_targets(self, request, queryset):
+        return queryset if request.user.is_superuser else queryset.filter(is_superuser=False)
+
+    @admin.action(description="Rotate the API tokens of the selected users (old ones stop working)",
+                  permissions=["change"])
+    def rotate_tokens(self, request, queryset) -> None:
+        users = list(self._token_targets(request, queryset))
+        for user in users:
+            token_rotate(user=user)
+        self.message_user(request, f"Rotated the API tokens of {len(users)} user(s): each user's page shows the new one.")
+
+    @admin.action(description="Revoke the API tokens of the selected users", permissions=["change"])
+    def revoke_tokens(self, request, queryset) -> None:
+        revoked = sum(token_revoke(user=user) for user in self._token_targets(request, queryset))
+        self.message_user(request, f"Revoked {revoked} API token(s).")
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -96,7 +127,7 @@ class PersonAdmin(UserAdmin):
     def api_token(self, user) -> str:
         token = getattr(user, "auth_token", None)
         if token is None:
-            return "— (manage.py create_annotator or Tastes → add annotators gives one)"
+            return "— (none: the rotate action, manage.py rotate_token or Tastes → add annotators gives one)"
         return format_html('<code style="user-select:all">{}</code>', token.key)
 
     @admin.display(description="tastes")
@@ -309,6 +340,13 @@ class ExportAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        limit = settings.CHISEL_MAX_ACTIVE_EXPORTS
+        if request.method == "POST" and exports_active(user=request.user) >= limit:
+            messages.error(request, f"You already have {limit} exports queued or running; wait for one to finish.")
+            return redirect("admin:annotate_export_changelist")
+        return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
         created = export_request(user=request.user, options=form.export_options())

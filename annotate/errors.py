@@ -35,3 +35,8 @@ class AssignmentClosed(DomainError):
 class DuplicateClientUuid(DomainError):
     code = "duplicate_client_uuid"
     status = 409
+
+
+class TooManyExports(DomainError):
+    code = "too_many_exports"
+    status = 429

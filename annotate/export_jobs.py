@@ -11,7 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from annotate.errors import TooManyExports
 from annotate.exports import ExportOptions, export_paths, export_preferences
+from annotate.locks import lock_user
 from annotate.models import Export
 
 OPTION_FIELDS = ("format", "aggregate", "ties", "image_format", "tastes", "rounds", "annotators", "kinds", "since",
@@ -24,9 +26,19 @@ def export_request(*, user: AbstractBaseUser, options: dict) -> Export:
     from annotate.tasks import run_export
 
     clean = {key: _jsonable(options[key]) for key in OPTION_FIELDS if options.get(key) not in (None, [], "")}
-    export = Export.objects.create(requested_by=user, options=clean)
-    transaction.on_commit(lambda: run_export.delay(export.pk))
+    with transaction.atomic():
+        list(lock_user(user_id=user.pk))  # two requests of one lead count one after the other
+        limit = settings.CHISEL_MAX_ACTIVE_EXPORTS
+        if exports_active(user=user) >= limit:
+            raise TooManyExports(f"You already have {limit} exports queued or running; wait for one to finish.")
+        export = Export.objects.create(requested_by=user, options=clean)
+        transaction.on_commit(lambda: run_export.delay(export.pk))
     return export
+
+
+def exports_active(*, user: AbstractBaseUser) -> int:
+    """How many of `user`'s exports are queued or running."""
+    return Export.objects.filter(requested_by=user, state__in=[Export.State.QUEUED, Export.State.RUNNING]).count()
 
 
 def _jsonable(value):

@@ -129,6 +129,8 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
         problems.append(("caption", "is empty" if isinstance(caption, str) else f"is {_show(caption)}, not text"))
     elif "\x00" in caption:
         problems.append(("caption", NUL))
+    elif len(caption.strip()) > Prompt.MAX_CHARS:
+        problems.append(("caption", f"has {len(caption.strip())} characters; at most {Prompt.MAX_CHARS}"))
     else:
         clean["caption"] = caption.strip()
     for side in ("0", "1"):
@@ -162,6 +164,9 @@ def clean_row(row: dict, *, max_pixels: int = MAX_PIXELS, check_images: bool = T
         check(f"model_{side}", row.get(f"model_{side}"), _optional(_text(300)), "text of at most 300 characters")
         check(f"flags_{side}", row.get(f"flags_{side}"),
               lambda v: v is None or isinstance(v, list) and all(_text(200)(f) for f in v), "a list of flag names")
+        if unknown := sorted(set(clean.get(f"flags_{side}") or []) - set(Judgement.Flag.values)):
+            problems.append((f"flags_{side}", f"has unknown flags {', '.join(map(str, unknown))}; known: "
+                                              f"{', '.join(Judgement.Flag.values)}"))
         check(f"image_{side}_uid", row.get(f"image_{side}_uid"), _optional(_text(300)), "text")
         uid = clean.get(f"image_{side}_uid")
         if isinstance(clean.get(f"params_{side}"), dict):

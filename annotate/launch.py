@@ -133,6 +133,9 @@ def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
     if settings.tags:
         ids |= set(prompt_ids_tagged(settings.tags))
     texts = [text.strip() for text in settings.prompt_texts if text.strip()]
+    if too_long := [text for text in texts if len(text) > Prompt.MAX_CHARS]:
+        raise DomainError(f"{len(too_long)} prompts are longer than {Prompt.MAX_CHARS} characters, e.g. "
+                          f"'{too_long[0][:60]}…'.")
     ids |= {Prompt.objects.create(text=text).pk for text in dict.fromkeys(texts)}
     known = set(Prompt.objects.filter(pk__in=ids).values_list("id", flat=True))
     if missing := sorted(ids - known):

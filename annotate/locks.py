@@ -101,3 +101,10 @@ def lock_training_job(*, job_id: int) -> QuerySet[TrainingJob]:
 def lock_taste(*, taste_id: int) -> QuerySet[Taste]:
     """One taste, locked while a round is launched for it (two launches cannot both find no running round)."""
     return Taste.objects.select_for_update(of=("self",)).filter(pk=taste_id)
+
+
+def lock_user(*, user_id: int):
+    """A user row, to serialise their requests that count what they already have (e.g. running exports)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.select_for_update().filter(pk=user_id)

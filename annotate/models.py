@@ -108,6 +108,8 @@ class Checkpoint(models.Model):
 class Prompt(models.Model):
     """A caption to sample from; held-out prompts are kept for evaluation pairs."""
 
+    MAX_CHARS = 1000  # far beyond what a text encoder reads (CLIP: 77 tokens); refused on import and launch
+
     class Split(models.TextChoices):
         TRAIN = "train"
         HELDOUT = "heldout"
@@ -220,6 +222,10 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     diagnostics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Serving a file checks who may see it by its stored name (annotate.access.access_image_file).
+        indexes = [models.Index(fields=["file"], name="image_by_file")]
 
     def __str__(self) -> str:
         return f"image {self.pk} ({self.width}×{self.height})"

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotate import locks, scheduler, selectors
+from annotate import locks, roles, scheduler, selectors
 from annotate.access import access_own_assignment
 from annotate.errors import AssignmentClosed, DomainError, DuplicateClientUuid, LeaseExpired
 from annotate.models import Assignment, Judgement, Pair, Taste, TasteMembership
@@ -407,18 +407,26 @@ def annotator_join(*, annotator: AbstractBaseUser, taste: Taste) -> None:
     TasteMembership.objects.get_or_create(taste=taste, annotator=annotator)
 
 
-def lead_create(*, username: str, password: str | None = None) -> tuple[AbstractBaseUser, str]:
-    """A research lead (staff and superuser: admin and lead endpoints); returns the user and a token."""
+def lead_create(
+    *, username: str, password: str | None = None, superuser: bool = False
+) -> tuple[AbstractBaseUser, str]:
+    """A research lead (staff in the Lead group: admin and lead endpoints); returns the user and a token.
+
+    `superuser` also grants every permission, user and group management included: keep it for one or two people.
+    """
     with transaction.atomic():
-        user = _user_create(username=username, password=password, is_staff=True)
+        user = _user_create(username=username, password=password, is_staff=True, is_superuser=superuser)
+        user.groups.add(roles.lead_group())
         return user, Token.objects.create(user=user).key
 
 
-def _user_create(*, username: str, password: str | None, is_staff: bool) -> AbstractBaseUser:
+def _user_create(
+    *, username: str, password: str | None, is_staff: bool, is_superuser: bool = False
+) -> AbstractBaseUser:
     User = get_user_model()
     if User.objects.filter(username=username).exists():
         raise DomainError(f"A user named '{username}' already exists.")
-    user = User(username=username, is_staff=is_staff, is_superuser=is_staff)
+    user = User(username=username, is_staff=is_staff, is_superuser=is_superuser)
     if password:
         user.set_password(password)
     else:

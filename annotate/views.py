@@ -1,23 +1,36 @@
-"""Non-API views of the annotation app: authenticated, long-cached image files."""
+"""Non-API views of the annotation app: image files for those who may see them, long-cached; the 404 answer."""
 
 import mimetypes
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
+from django.views.defaults import page_not_found
+
+from annotate.access import access_image_file
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 answers: the API's JSON error shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "detail": f"There is nothing at {request.path}."}, status=404)
+    return page_not_found(request, exception)
 
 
 @require_safe
 def serve_media(request: HttpRequest, path: str) -> FileResponse:
-    """An image file from storage, for logged-in users (session or token) only.
+    """An image file from storage, for leads and for the annotators of a taste with a pair showing it.
 
     Stored names are content-addressed, so the browser may keep a file for a year without asking again.
     """
-    if not _authenticated(request):
+    user = _authenticated_user(request)
+    if user is None:
         return redirect_to_login(request.get_full_path())
+    if not access_image_file(user=user, name=path):
+        raise Http404("No such file.")  # the same answer as a missing file: names are not confirmed
     try:
         full_path = Path(safe_join(settings.MEDIA_ROOT, path))
     except Exception as exc:  # SuspiciousFileOperation on '..' and absolute paths
@@ -29,13 +42,15 @@ def serve_media(request: HttpRequest, path: str) -> FileResponse:
     return response
 
 
-def _authenticated(request: HttpRequest) -> bool:
+def _authenticated_user(request: HttpRequest):
     if request.user.is_authenticated:
-        return True
-    from rest_framework.authentication import TokenAuthentication
+        return request.user
     from rest_framework.exceptions import AuthenticationFailed
 
+    from annotate.api.authentication import CachedTokenAuthentication
+
     try:
-        return TokenAuthentication().authenticate(request) is not None
+        found = CachedTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
-        return False
+        return None
+    return found[0] if found else None

@@ -46,12 +46,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "annotate",
     "frontend",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "annotate.middleware.RequestGuardMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,7 +62,32 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "annotate.middleware.LoginThrottleMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# https://django-csp.readthedocs.io/en/latest/configuration.html — no inline scripts anywhere; inline
+# styles are allowed (the admin, Swagger UI and the SVG charts use them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Request size, refused from Content-Length before the body is read (annotate.middleware).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# https://docs.djangoproject.com/en/5.2/ref/settings/#file-upload-max-memory-size
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+CHISEL_MAX_UPLOAD_BYTES = env.int("CHISEL_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 
 ROOT_URLCONF = "chisel.urls"
 WSGI_APPLICATION = "chisel.wsgi.application"
@@ -100,6 +128,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing: django-axes locks a username, and separately an address, out after AXES_FAILURE_LIMIT
+# failed logins for AXES_COOLOFF_HOURS (https://django-axes.readthedocs.io/en/latest/4_configuration.html);
+# `manage.py axes_reset` (or axes_reset_username NAME / axes_reset_ip ADDRESS) lifts lockouts at once.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(hours=env.float("AXES_COOLOFF_HOURS", default=0.5))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind a reverse proxy, count the proxies so the client's own address is used (else everyone shares one).
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"])
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -128,8 +171,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "annotate.api.schema.ChiselAutoSchema",
     "EXCEPTION_HANDLER": "annotate.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "annotate.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -148,6 +196,17 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Request rates per user (per address for logins), counted in the cache; far above what a fast expert needs:
+# at 1 judgement/s with prefetch, the page makes at most 60 claims and 60 submissions a minute.
+CHISEL_THROTTLE_RATES = {
+    "claims": env.str("CHISEL_THROTTLE_CLAIMS", default="240/min"),
+    "submissions": env.str("CHISEL_THROTTLE_SUBMISSIONS", default="240/min"),
+    "exports": env.str("CHISEL_THROTTLE_EXPORTS", default="30/hour"),
+    "login": env.str("CHISEL_THROTTLE_LOGIN", default="60/min"),
+}
+# Exports a lead may have queued or running at once; one more is refused (429, code too_many_exports).
+CHISEL_MAX_ACTIVE_EXPORTS = env.int("CHISEL_MAX_ACTIVE_EXPORTS", default=3)
+
 # Where exported datasets are written (downloads are served from here to leads only).
 CHISEL_EXPORT_ROOT = env.path("CHISEL_EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 # Where this Chisel is reached from outside (https://chisel.example.org): exports write absolute image URLs under it.
@@ -157,6 +216,9 @@ CHISEL_PUBLIC_URL = env.str("CHISEL_PUBLIC_URL", default="")
 # Where training runs write their datasets, states and LoRA checkpoints.
 CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")
 CHISEL_TRAIN_LEASE = timedelta(seconds=env.int("CHISEL_TRAIN_LEASE_SECONDS", default=300))
+
+# API tokens expire this many days after they were made or rotated (manage.py rotate_token); 0: never.
+CHISEL_TOKEN_TTL_DAYS = env.float("CHISEL_TOKEN_TTL_DAYS", default=0)
 
 # Annotation
 CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
@@ -175,6 +237,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(Path(_queue_dir) / "control"),
         "store_processed": False,
     }
+# The cache (throttle counters): CACHE_URL if set, else the Redis of a Redis broker, else this process's memory.
+# https://docs.djangoproject.com/en/5.2/topics/cache/
+if "CACHE_URL" in env:
+    CACHES = {"default": env.cache("CACHE_URL")}
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CELERY_BROKER_URL,
+                          "KEY_PREFIX": "chisel-cache"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -3,15 +3,19 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotate.views import serve_media
+from annotate.views import not_found, serve_media
+
+# A JSON 404 under /api/ (e.g. /api/v1/rounds/abc/ matches no route), Django's page elsewhere.
+handler404 = not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("annotate.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file, so the page needs no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.+)$", serve_media, name="media"),
     path("", include("frontend.urls")),
 ]

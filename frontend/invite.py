@@ -13,6 +13,7 @@ class InviteView(auth_views.PasswordResetConfirmView):
     token_generator = invite_tokens
     template_name = "registration/invite.html"
     post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"  # axes is also configured
     success_url = reverse_lazy("home")
     title = "Set your password"
 

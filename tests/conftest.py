@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ def media_root(settings, tmp_path):
     settings.CHISEL_EXPORT_ROOT = tmp_path / "exports"
     settings.CHISEL_CHECKPOINT_ROOT = tmp_path / "checkpoints"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """Throttle counters start at zero in every test: the cache (Redis) outlives the test database's ids."""
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
 
 
 @pytest.fixture
@@ -72,6 +79,20 @@ def other_annotator(taste):
 @pytest.fixture
 def lead(db):
     return make_lead()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright; one per session (two sync Playwrights cannot run at once)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ def taste(transactional_db):
 
 @pytest.fixture
 def page(browser, live_server, taste) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
+    # Playwright's wait_for_function evaluates strings, which the page's CSP forbids (test_csp_pages.py
+    # checks the page under its policy).
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(15000)
     yield page
@@ -209,7 +211,8 @@ def test_an_empty_queue_waits_and_resumes_by_itself(page, taste):
 def test_images_fit_the_screen_and_nothing_jumps_between_pairs(browser, live_server, taste, viewport):
     make_round(taste, pairs=3, overlap=1)
     annotator = make_annotator(taste)
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, base_url=live_server.url)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, base_url=live_server.url,
+                                  bypass_csp=True)
     page = context.new_page()
     try:
         log_in(page, annotator)

@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +51,38 @@ def write_atomically(target: Path, write: Callable[[Path], None], *, meta: dict 
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return target
+
+
+_TEMP = re.compile(r"^\..+\.(tmp|old)-(\d+)$")  # write_atomically's folders: `.<name>.tmp-<pid>`, `.<name>.old-<pid>`
+
+
+def clean_stale_temps(folder: Path, *, max_age_hours: float = 24.0) -> list[Path]:
+    """Delete write_atomically's leftovers in `folder` from killed runs: those whose process is gone,
+    or older than `max_age_hours` (the pid may have been reused since). Returns what was deleted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        match = _TEMP.match(path.name)
+        if not match or not path.is_dir():
+            continue
+        pid = int(match.group(2))
+        old = time.time() - path.stat().st_mtime > max_age_hours * 3600
+        if pid != os.getpid() and (old or not _alive(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def is_complete(folder: Path) -> bool:

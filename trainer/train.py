@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sampler.loading import model_kind
-from trainer.checkpoints import complete_states, prune_states, write_atomically
+from trainer.checkpoints import clean_stale_temps, complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
 from trainer.families import FAMILIES, to_pixels
@@ -106,6 +106,8 @@ def train(
 
     states = out / "states"
     metrics_path = out / "metrics.jsonl"
+    for folder in (out, states):  # half-written folders of killed runs
+        clean_stale_temps(folder)
     start = _resume(states, accelerator.unwrap_model(denoiser), optimizer, scheduler, metrics_path)
     best = _best_to_keep(config, heldout, states, start, accelerator.unwrap_model(denoiser))
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from annotate.tokens import token_expired
+
 # How long a process trusts what it read about a token. Within the process that makes the change, saving
 # a user or deleting a token takes effect at once (signals below); other processes see it within this time.
 TTL_SECONDS = 5.0
@@ -17,7 +19,8 @@ MAX_ENTRIES = 10_000
 
 _User = get_user_model()
 _USER_BY_TOKEN = (
-    f"SELECT u.* FROM {_User._meta.db_table} u JOIN {Token._meta.db_table} t ON t.user_id = u.{_User._meta.pk.column}"
+    f"SELECT u.*, t.created AS token_created FROM {_User._meta.db_table} u"
+    f" JOIN {Token._meta.db_table} t ON t.user_id = u.{_User._meta.pk.column}"
     " WHERE t.key = %s"
 )
 _cache: dict[str, tuple[AbstractBaseUser | None, float]] = {}
@@ -40,6 +43,8 @@ class CachedTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        if token_expired(created=user.token_created):
+            raise exceptions.AuthenticationFailed("Token expired: ask a lead for a new one.")
         # A copy per request: the views may set attributes on request.user, and threads share the cache.
         return copy.copy(user), key
 

@@ -9,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.api.permissions import IsLead
+from annotate.api.throttles import ChiselScopedThrottle
+from annotate.api.views import ErrorSerializer
 from annotate.errors import NotFound
 from annotate.export_jobs import export_file, export_request
 from annotate.models import Export, Pair
@@ -41,9 +43,10 @@ def _export(export_id: int) -> Export:
 
 
 class ExportCreateApi(APIView):
-    """Queue an export of judgements as a preference dataset (leads only)."""
+    """Queue an export of judgements as a preference dataset (leads only; a few at a time per lead)."""
 
     permission_classes = [IsLead]
+    throttle_classes, throttle_scope = [ChiselScopedThrottle], "exports"
 
     @extend_schema_serializer(component_name="ExportRequest")
     class InputSerializer(serializers.Serializer):
@@ -59,7 +62,11 @@ class ExportCreateApi(APIView):
         since = serializers.DateTimeField(required=False, allow_null=True)
         until = serializers.DateTimeField(required=False, allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={
+        202: ExportOutputSerializer,
+        429: OpenApiResponse(ErrorSerializer, description="Too many requests, or `too_many_exports`: the lead "
+                             "already has CHISEL_MAX_ACTIVE_EXPORTS exports queued or running."),
+    })
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -72,7 +79,7 @@ class ExportDetailApi(APIView):
 
     permission_classes = [IsLead]
 
-    @extend_schema(responses={200: ExportOutputSerializer, 404: OpenApiResponse(description="No such export.")})
+    @extend_schema(responses={200: ExportOutputSerializer, 404: ErrorSerializer})
     def get(self, request: Request, export_id: int) -> Response:
         return Response(ExportOutputSerializer(_export(export_id)).data)
 
@@ -82,7 +89,8 @@ class ExportDownloadApi(APIView):
 
     permission_classes = [IsLead]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The dataset file.")})
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The dataset file."),
+                              404: ErrorSerializer})
     def get(self, request: Request, export_id: int):
         path = export_file(_export(export_id))
         if path is None:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from annotate import selectors, services, waiting
 from annotate.access import access_taste_for_annotation
 from annotate.api.permissions import IsLead
+from annotate.api.throttles import ChiselScopedThrottle
 from annotate.models import Assignment, Image, Judgement
 
 _datetime = serializers.DateTimeField()  # formats like every DateTimeField of the API
@@ -40,6 +41,8 @@ class ImageSerializer(serializers.Serializer):
 
 class AssignmentNextApi(APIView):
     """The next pairs to judge: the caller's live leases, topped up with new ones, up to `prefetch`."""
+
+    throttle_classes, throttle_scope = [ChiselScopedThrottle], "claims"
 
     @extend_schema_serializer(component_name="Assignment")
     class OutputSerializer(serializers.Serializer):
@@ -81,6 +84,8 @@ class AssignmentNextApi(APIView):
         responses={
             200: OutputSerializer(many=True),
             204: OpenApiResponse(description="Nothing to judge now; the `X-Chisel-Waiting` header says why."),
+            403: ErrorSerializer,
+            404: ErrorSerializer,
         },
     )
     def get(self, request: Request) -> Response:
@@ -114,6 +119,8 @@ class AssignmentNextApi(APIView):
 
 class JudgementCreateApi(APIView):
     """Submit a judgement on a leased pair; replaying the same `client_uuid` is safe."""
+
+    throttle_classes, throttle_scope = [ChiselScopedThrottle], "submissions"
 
     @extend_schema_serializer(component_name="JudgementInput")
     class InputSerializer(serializers.Serializer):
@@ -181,6 +188,8 @@ class JudgementCreateApi(APIView):
 class JudgementAmendApi(APIView):
     """Change your judgement of an assignment while its lease runs (the page's undo); idempotent."""
 
+    throttle_classes, throttle_scope = [ChiselScopedThrottle], "submissions"
+
     @extend_schema_serializer(component_name="JudgementAmendInput")
     class InputSerializer(serializers.Serializer):
         choice = serializers.ChoiceField(choices=services.SCREEN_CHOICES)
@@ -208,6 +217,8 @@ class JudgementAmendApi(APIView):
 
 class AssignmentSkipApi(APIView):
     """Give a leased pair back without judging it; it is not offered to you again."""
+
+    throttle_classes, throttle_scope = [ChiselScopedThrottle], "submissions"
 
     @extend_schema(request=None, responses={204: None, 403: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     def post(self, request: Request, assignment_id: int) -> Response:
