@@ -224,3 +224,49 @@ def test_leads_reach_the_admin(world):
     browser = browser_for(world, "lead")
     assert browser.get("/admin/").status_code == 200
     assert browser.get(reverse("admin:annotate_round_changelist")).status_code == 200
+
+
+# --- CSRF: a browser session writes only with the token ----------------------------------------------
+
+UNSAFE_OPERATIONS = [(m, p) for m, p in OPERATIONS if m in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def _written() -> tuple:
+    from annotate.models import Judgement
+
+    return (Judgement.objects.count(), Export.objects.count(),
+            tuple(Assignment.objects.order_by("pk").values_list("state", flat=True)))  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path"), UNSAFE_OPERATIONS, ids=[f"{m} {p}" for m, p in UNSAFE_OPERATIONS])
+def test_unsafe_operations_in_a_browser_session_need_the_csrf_token(world, method, path):
+    role = "annotator_a" if (method, path) in ANNOTATOR_OPERATIONS else "lead"
+    url, query, body, _, unknown = api_request(world, method, path)
+    url += f"?{'&'.join(f'{k}={v}' for k, v in query.items())}" if query else ""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(world["users"][role])
+    before = _written()
+    refused = getattr(browser, method.lower())(url, body, content_type="application/json")
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"], refused.content[:300]
+    assert _written() == before
+    # The same request with the token goes through: the refusal above was CSRF's, not something else's.
+    browser.get("/annotate/taste-a/" if role == "annotator_a" else "/admin/")
+    token = browser.cookies["csrftoken"].value
+    accepted = getattr(browser, method.lower())(url, body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    if not unknown:
+        assert 200 <= accepted.status_code < 300, accepted.content[:300]
+
+
+@pytest.mark.parametrize("role", ["anonymous", "annotator_a", "lead"])
+def test_forms_need_the_csrf_token(world, role):
+    forms = ["/login/", "/logout/", reverse("admin:annotate_round_act", args=[world["round"].pk, "pause"])]
+    browser = Client(enforce_csrf_checks=True)
+    if role != "anonymous":
+        browser.force_login(world["users"][role])
+    for url in forms:
+        data = {"username": "lead", "password": "x"} if url == "/login/" else {}
+        status = browser.post(url, data).status_code
+        # Refused by CSRF (403), or for a non-lead sent to the admin's login page first (302) before any write.
+        assert status == 403 or (status == 302 and url.startswith("/admin/") and role != "lead"), (url, status)
+    world["round"].refresh_from_db()
+    assert not world["round"].paused
