@@ -51,7 +51,7 @@ def world(transactional_db):
         "other": services.annotator_create(username="fuzz-other", tastes=[other])[1],
         "lead": services.lead_create(username="fuzz-lead")[1],
     }
-    return {"tokens": tokens, "url": None}
+    return {"tokens": tokens}
 
 
 def run_case(case, *, live_server, token: str) -> None:
