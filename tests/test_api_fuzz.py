@@ -3,11 +3,9 @@ annotator and as a lead, draw no 5xx and no answer outside the documented schema
 
 The schema is generated at collection time by the generator `/api/schema/` serves from (schemathesis's lazy
 `from_fixture` loader does not run on pytest 9), and a test checks that the served schema is that one. The
-requests go over HTTP to pytest-django's live server. Bounded: a fixed seed, a few examples per operation and
-phase, and a time budget for the whole file.
+requests go over HTTP to pytest-django's live server. Bounded by count, not by the clock (a shared machine's clock
+would make it flaky): a fixed seed and a few examples per operation and phase, about 1,750 requests in all.
 """
-
-import time
 
 import pytest
 import requests
@@ -35,8 +33,6 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 schema = schemathesis.openapi.from_dict(GENERATED_SCHEMA, config=CONFIG)
 CHECKS = [not_a_server_error, response_schema_conformance]
-BUDGET_S = 120  # for the whole file; a run past it fails, so the suite's time stays bounded
-_started: list[float] = []
 
 
 @pytest.fixture
@@ -55,8 +51,6 @@ def world(transactional_db):
 
 
 def run_case(case, *, live_server, token: str) -> None:
-    _started[:] = _started or [time.monotonic()]
-    assert time.monotonic() - _started[0] < BUDGET_S, f"the fuzz run took longer than {BUDGET_S} s"
     case.call_and_validate(base_url=live_server.url, headers={"Authorization": f"Token {token}"}, checks=CHECKS)
 
 
