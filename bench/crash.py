@@ -225,7 +225,7 @@ def parse_args() -> argparse.Namespace:
     limits = {"annotators": (1, 200), "duration": (1, 3600), "kill_every": (0.1, 3600), "retry_for": (1, 600)}
     for name, (low, high) in limits.items():
         if not low <= getattr(args, name) <= high:
-            parser.error(f"--{name.replace('_', '-')} must be between {low:g} and {high:g}")
+            sys.exit(f"--{name.replace('_', '-')} must be between {low:g} and {high:g}.")
     return args
 
 

@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments [random]")
     args = parser.parse_args()
     if not 1 <= args.kills <= 50 or not 2 <= args.steps <= 200:
-        parser.error("--kills must be between 1 and 50 and --steps between 2 and 200")
+        sys.exit("--kills must be between 1 and 50 and --steps between 2 and 200.")
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="chisel-bench-trainer-kill-"))
     try:
