@@ -136,14 +136,7 @@ def browser_for(world, role: str) -> Client:
 IMAGE_ALLOWED = {"anonymous": False, "annotator_a": True, "annotator_b": False, "lead": True}
 
 
-@pytest.mark.parametrize(
-    "role",
-    [
-        pytest.param(role, marks=pytest.mark.xfail(strict=False, reason="images by taste: issue 22 fix in progress"))
-        if role == "annotator_b" else role
-        for role in ROLES
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("role", ROLES)
 def test_image_files_are_served_only_to_their_taste(world, role):
     pair = Assignment.objects.select_related("pair__image_a", "pair__image_b").get(pk=world["leased"].pk).pair
     for image in (pair.image_a, pair.image_b):

@@ -70,23 +70,7 @@ def test_generated_annotator_requests_draw_no_5xx_and_match_the_schema(case, wor
     run_case(case, live_server=live_server, token=world["tokens"]["annotator"])
 
 
-# 5xx found by this file that issue 22's fixes remove; each operation runs apart, marked, until they land.
-KNOWN_5XX = {
-    ("GET", "/api/v1/rounds/"): "?taste= with a NUL byte reaches PostgreSQL: 500 (issue 22 fix in progress)",
-}
-lead_schema = schema
-for method, path in KNOWN_5XX:
-    lead_schema = lead_schema.exclude(method=method, path=path)
-
-
-@lead_schema.parametrize()
+@schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_generated_lead_requests_draw_no_5xx_and_match_the_schema(case, world, live_server):
-    run_case(case, live_server=live_server, token=world["tokens"]["lead"])
-
-
-@schema.include(method="GET", path="/api/v1/rounds/").parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
-@pytest.mark.xfail(strict=False, reason=KNOWN_5XX[("GET", "/api/v1/rounds/")])
-def test_generated_lead_requests_of_known_5xx_operations(case, world, live_server):
     run_case(case, live_server=live_server, token=world["tokens"]["lead"])

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import make_annotator, make_lead, make_round
+from tests.conftest import make_annotator, make_lead, make_round, services
 from tests.conftest import wait_until
 from tests.test_annotate_page import log_in, taste  # noqa: F401 (fixture)
 
@@ -52,6 +52,12 @@ def test_judging_the_admin_and_the_api_docs_raise_no_csp_violation(browser, live
         page.goto(path)
         page.wait_for_load_state("networkidle")
         assert violations(page, console) == [], path
+    # The launch form: choosing a taste reloads it with that taste's settings (a script of the site, not inline).
+    other = make_round(services.taste_create(slug="landscapes"), pairs=1).taste
+    page.goto("/admin/annotate/round/launch/")
+    page.select_option("select[name=taste]", other.slug)
+    page.wait_for_url(f"**/admin/annotate/round/launch/?taste={other.slug}")
+    assert violations(page, console) == []
     page.goto("/api/docs/")
     page.wait_for_selector(".swagger-ui .opblock", timeout=20000)  # the UI ran and drew the operations
     assert violations(page, console) == []

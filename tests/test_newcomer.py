@@ -72,7 +72,8 @@ def _answers(port: int) -> bool:
 
 
 def log_in(browser, url: str, username: str, password: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url).new_page()
+    # bypass_csp: Playwright's string waits are evals, which the site's policy (rightly) forbids.
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url, bypass_csp=True).new_page()
     page.set_default_timeout(30000)
     page.goto("/login/")
     page.fill("input[name=username]", username)
