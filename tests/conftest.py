@@ -105,13 +105,14 @@ def lead_browser(lead):
     return browser
 
 
-def make_round(taste: Taste, *, pairs: int, overlap: int = 2, state: str = Round.State.ANNOTATING) -> Round:
-    """A round with `pairs` pairs; the images are distinct rows sharing two stored files, for speed."""
+def make_round(taste: Taste, *, pairs: int, overlap: int = 2, state: str = Round.State.ANNOTATING,
+               colours: tuple[tuple[int, int, int], tuple[int, int, int]] = ((200, 10, 10), (10, 10, 200))) -> Round:
+    """A round with `pairs` pairs; the images are distinct rows sharing two stored files (of `colours`), for speed."""
     number = Round.objects.filter(taste=taste).count() + 1
     round_ = Round.objects.create(taste=taste, number=number, state=state, overlap=overlap, pair_quota=pairs)
     prompt = Prompt.objects.create(text=f"a test prompt {number}")
-    first = image_store(prompt=prompt, data=png_bytes((200, 10, 10)), seed=1)
-    second = image_store(prompt=prompt, data=png_bytes((10, 10, 200)), seed=2)
+    first = image_store(prompt=prompt, data=png_bytes(colours[0]), seed=1)
+    second = image_store(prompt=prompt, data=png_bytes(colours[1]), seed=2)
     images = Image.objects.bulk_create(
         Image(prompt=prompt, seed=i, file=source.file.name, sha256=source.sha256, width=8, height=8)
         for i, source in zip(range(2 * pairs), itertools.cycle([first, second]))

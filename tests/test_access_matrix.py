@@ -43,7 +43,7 @@ def world(settings):
     a lead and a finished export. No passwords (hashing is slow); browsers log in with force_login."""
     taste_a, taste_b = services.taste_create(slug="taste-a"), services.taste_create(slug="taste-b")
     round_a = make_round(taste_a, pairs=3)
-    make_round(taste_b, pairs=1)
+    make_round(taste_b, pairs=1, colours=((10, 200, 10), (200, 200, 10)))  # files of its own: images are by content
     annotator_a, token_a = services.annotator_create(username="annotator-a", tastes=[taste_a])
     annotator_b, token_b = services.annotator_create(username="annotator-b", tastes=[taste_b])
     lead, token_lead = services.lead_create(username="lead")
