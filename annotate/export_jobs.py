@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from annotate.enqueue import RUN_EXPORT, enqueue_on_commit
 from annotate.exports import ExportOptions, export_paths, export_preferences
 from annotate.models import Export
 
@@ -21,11 +22,9 @@ PROGRESS_EVERY = 500  # rows between progress writes
 
 def export_request(*, user: AbstractBaseUser, options: dict) -> Export:
     """Queue an export; the worker picks it up after commit."""
-    from annotate.tasks import run_export
-
     clean = {key: _jsonable(options[key]) for key in OPTION_FIELDS if options.get(key) not in (None, [], "")}
     export = Export.objects.create(requested_by=user, options=clean)
-    transaction.on_commit(lambda: run_export.delay(export.pk))
+    enqueue_on_commit(RUN_EXPORT, export.pk)
     return export
 
 

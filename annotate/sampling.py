@@ -9,10 +9,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate import locks, waiting
+from annotate.enqueue import SAMPLE_PAIRS, enqueue_on_commit
 from annotate.images import image_store
 from annotate.models import Checkpoint, Pair, Prompt, Round
-from sampler.pairs import PairRequest, SampledPair
-from sampler.spec import ModelSpec, SampleParams
+from sampler.spec import ModelSpec, PairRequest, SampledPair, SampleParams
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,15 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
         requests = tuple((prompt_ids[i % len(prompt_ids)], i) for i in range(start, start + wanted))
         Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + SAMPLING_HOLD)
     return SampleJob(round_id=round_id, requests=requests)
+
+
+def round_refill(*, round_id: int) -> int:
+    """Reserve the round's next batch (if it wants one) and queue its sample task on commit; 1 if queued, else 0."""
+    job = round_reserve_samples(round_id=round_id)
+    if job is None:
+        return 0
+    enqueue_on_commit(SAMPLE_PAIRS, job.round_id, [list(r) for r in job.requests])
+    return 1
 
 
 def round_open_pairs_least(*, round_: Round, now: datetime) -> int:

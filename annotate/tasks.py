@@ -4,7 +4,6 @@ import logging
 from pathlib import Path
 
 from celery import shared_task
-from django.db import transaction
 
 from annotate import sampling, services
 
@@ -27,11 +26,7 @@ def refill_sample_buffers() -> int:
 
 
 def refill_round(round_id: int) -> int:
-    job = sampling.round_reserve_samples(round_id=round_id)
-    if job is None:
-        return 0
-    transaction.on_commit(lambda: sample_pairs.delay(job.round_id, [list(r) for r in job.requests]))
-    return 1
+    return sampling.round_refill(round_id=round_id)
 
 
 @shared_task(acks_late=True)  # routed to the "sample" queue (CELERY_TASK_ROUTES)

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate import locks
+from annotate.enqueue import TRAIN_ROUND, enqueue_on_commit
 from annotate.exports import ExportOptions, export_preferences
 from annotate.models import Checkpoint, Pair, Round, TrainingJob
 
@@ -22,14 +23,12 @@ logger = logging.getLogger(__name__)
 
 def training_job_create(*, round_id: int, config: dict | None = None) -> TrainingJob:
     """Queue training for a round (its training_config unless `config` is given); a worker picks it up."""
-    from annotate.tasks import train_round
-
     from trainer.config import TrainConfig
 
     round_ = Round.objects.get(pk=round_id)
     config = config if config is not None else round_.training_config
     job = TrainingJob.objects.create(round=round_, config=config, steps=TrainConfig.from_dict(config).steps)
-    transaction.on_commit(lambda: train_round.delay(job.pk))
+    enqueue_on_commit(TRAIN_ROUND, job.pk)
     return job
 
 
