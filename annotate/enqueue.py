@@ -9,14 +9,14 @@ TRAIN_ROUND = "annotate.tasks.train_round"
 RUN_EXPORT = "annotate.tasks.run_export"
 
 
-def enqueue(name: str, *args) -> None:
+def enqueue(name: str, *args, **kwargs) -> None:
     """Send the task `name` now (routed by CELERY_TASK_ROUTES); run in place when tasks are eager (the loop bench)."""
     if current_app.conf.task_always_eager:
-        current_app.tasks[name].apply_async(args)
+        current_app.tasks[name].apply_async(args, kwargs)
         return
-    current_app.send_task(name, args=list(args))
+    current_app.send_task(name, args=list(args), kwargs=kwargs)
 
 
-def enqueue_on_commit(name: str, *args) -> None:
+def enqueue_on_commit(name: str, *args, **kwargs) -> None:
     """Send the task `name` after the current transaction commits (at once outside one); nothing on a rollback."""
-    transaction.on_commit(lambda: enqueue(name, *args))
+    transaction.on_commit(lambda: enqueue(name, *args, **kwargs))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -33,10 +33,14 @@ def _jsonable(value):
 
 
 def export_run(*, export_id: int) -> Export | None:
-    """Run a queued export (compare-and-set to running, so a redelivered task does nothing)."""
-    if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(state=Export.State.RUNNING):
+    """Run a queued export (compare-and-set to running, so a redelivered task does nothing). Each run is an attempt;
+    only the attempt that holds the export may record its end (a run presumed dead may still finish late)."""
+    if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(
+        state=Export.State.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(),
+    ):
         return None
     export = Export.objects.get(pk=export_id)
+    mine = Export.objects.filter(pk=export_id, state=Export.State.RUNNING, attempt=export.attempt)
     options = {k: v for k, v in export.options.items() if k in OPTION_FIELDS}
     for key in ("since", "until"):
         if key in options:
@@ -44,7 +48,7 @@ def export_run(*, export_id: int) -> Export | None:
 
     def progress(done: int, total: int) -> None:
         if done == total or done % PROGRESS_EVERY < 50:
-            Export.objects.filter(pk=export_id).update(done=done, total=total)
+            mine.update(done=done, total=total, heartbeat_at=timezone.now())
 
     # A dataset folder of its own, made new and empty by mkdtemp (a random suffix after the export's id): an export
     # can never overwrite anything, not even a folder left by an earlier database that reused this id.
@@ -58,12 +62,33 @@ def export_run(*, export_id: int) -> Export | None:
     except Exception as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above
-        Export.objects.filter(pk=export_id).update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
+        mine.update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
         raise
-    Export.objects.filter(pk=export_id).update(
+    mine.update(
         state=Export.State.DONE, file_name=file_name, summary=summary.as_dict(), finished_at=timezone.now()
     )
     return Export.objects.get(pk=export_id)
+
+
+def exports_requeue_stale(*, now: datetime | None = None) -> list[int]:
+    """Running exports whose worker stopped (no progress for CHISEL_EXPORT_STALE): queued again, or failed with the
+    reason after CHISEL_EXPORT_MAX_ATTEMPTS attempts. Returns the ids queued again (the caller wakes a worker)."""
+    now = now or timezone.now()
+    stale = Export.objects.filter(state=Export.State.RUNNING, heartbeat_at__lt=now - settings.CHISEL_EXPORT_STALE)
+    limit = settings.CHISEL_EXPORT_MAX_ATTEMPTS
+    stale.filter(attempt__gte=limit).update(
+        state=Export.State.FAILED, finished_at=now,
+        error=f"The worker running this export stopped (no progress for {settings.CHISEL_EXPORT_STALE}); "
+              f"gave up after {limit} attempts.",
+    )
+    requeued = []
+    for export_id, attempt in stale.filter(attempt__lt=limit).values_list("id", "attempt"):
+        if Export.objects.filter(pk=export_id, state=Export.State.RUNNING, attempt=attempt).update(
+            state=Export.State.QUEUED, done=0, total=0,
+        ):
+            requeued.append(export_id)
+            enqueue_on_commit(RUN_EXPORT, export_id)
+    return requeued
 
 
 def export_root() -> Path:

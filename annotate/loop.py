@@ -219,5 +219,5 @@ def _refill(round_id: int) -> None:
 def _sample_eval(round_id: int) -> None:
     from annotate.sampling import round_reserve_eval
 
-    if round_reserve_eval(round_id=round_id):
-        enqueue(SAMPLE_ROUND_EVAL, round_id)
+    if hold := round_reserve_eval(round_id=round_id):
+        enqueue(SAMPLE_ROUND_EVAL, round_id, hold=hold)

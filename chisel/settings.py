@@ -154,6 +154,10 @@ CHISEL_EXPORT_ROOT = env.path("CHISEL_EXPORT_ROOT", default=BASE_DIR / "var" / "
 # Where training runs write their datasets, states and LoRA checkpoints.
 CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")
 CHISEL_TRAIN_LEASE = timedelta(seconds=env.int("CHISEL_TRAIN_LEASE_SECONDS", default=300))
+CHISEL_TRAIN_MAX_ATTEMPTS = env.int("CHISEL_TRAIN_MAX_ATTEMPTS", default=3)  # then the round fails with the reason
+CHISEL_TRAIN_TIMEOUT = timedelta(seconds=env.int("CHISEL_TRAIN_TIMEOUT_SECONDS", default=12 * 3600))  # one attempt
+CHISEL_EXPORT_STALE = timedelta(seconds=env.int("CHISEL_EXPORT_STALE_SECONDS", default=600))  # no progress: retried
+CHISEL_EXPORT_MAX_ATTEMPTS = env.int("CHISEL_EXPORT_MAX_ATTEMPTS", default=3)
 
 # Annotation
 CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
@@ -172,8 +176,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(Path(_queue_dir) / "control"),
         "store_processed": False,
     }
+else:
+    # Redis redelivers an unacknowledged task after the visibility timeout: longer than the longest task (a training
+    # attempt), or a second worker would start a task the first one still runs.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS",
+                                      default=int(CHISEL_TRAIN_TIMEOUT.total_seconds()) + 3600),
+    }
 CELERY_TASK_IGNORE_RESULT = True
+# Long GPU tasks: acknowledged when done, requeued when their worker dies, one task reserved per worker process.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ROUTES = {
@@ -192,6 +205,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "requeue-stale-training": {
         "task": "annotate.tasks.requeue_stale_training",
+        "schedule": env.float("CHISEL_REQUEUE_SECONDS", default=60.0),
+    },
+    "requeue-stale-exports": {
+        "task": "annotate.tasks.requeue_stale_exports",
         "schedule": env.float("CHISEL_REQUEUE_SECONDS", default=60.0),
     },
     "reap-expired-leases": {
