@@ -1,5 +1,7 @@
 """Queueing Celery tasks by name once the transaction commits: the domain never imports `annotate.tasks`."""
 
+from importlib import import_module
+
 from celery import current_app
 from django.db import transaction
 
@@ -12,6 +14,7 @@ RUN_EXPORT = "annotate.tasks.run_export"
 def enqueue(name: str, *args, **kwargs) -> None:
     """Send the task `name` now (routed by CELERY_TASK_ROUTES); run in place when tasks are eager (the loop bench)."""
     if current_app.conf.task_always_eager:
+        import_module(name.rpartition(".")[0])  # registers the task in this process (no worker imported it)
         current_app.tasks[name].apply_async(args, kwargs)
         return
     current_app.send_task(name, args=list(args), kwargs=kwargs)
