@@ -174,3 +174,17 @@ def test_the_domain_never_imports_the_tasks_module():
     pattern = re.compile(r"from annotate\.tasks import|from annotate import tasks|import annotate\.tasks")
     importers = [path.name for path in root.glob("*.py") if path.name != "tasks.py" and pattern.search(path.read_text())]
     assert importers == [], f"{importers} import annotate.tasks: queue by name (annotate/enqueue.py) instead"
+
+
+@pytest.mark.django_db
+def test_an_accelerate_launch_that_runs_past_its_timeout_is_killed(settings, monkeypatch, tmp_path):
+    from annotate.tasks import _train
+
+    settings.CHISEL_TRAIN_TIMEOUT = timedelta(seconds=1)
+    monkeypatch.setenv("CHISEL_TRAIN_PROCESSES", "2")
+    round_ = judged_round(TOY_FLUX, pairs=2)
+    job = TrainingJob.objects.create(round=round_, config={**CONFIG, "steps": 100_000}, steps=100_000)
+    started = timezone.now()
+    with pytest.raises(RuntimeError, match="ran past CHISEL_TRAIN_TIMEOUT"):
+        _train(job, tmp_path / "pairs.parquet", tmp_path, watchdog=lambda: None)
+    assert (timezone.now() - started).total_seconds() < 30
