@@ -17,7 +17,7 @@ TEST_HTTP_ENV = SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKI
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements/web.txt requirements/worker.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

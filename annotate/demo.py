@@ -91,7 +91,7 @@ def toy_base_model(folder: Path) -> BaseModel:
     """The base model row of a toy model folder (FLUX or SD), sampled with its own defaults (its chisel.json; the toy
     defaults of its family where the folder has none)."""
     from annotate.launch_settings import base_model_fields
-    from sampler.loading import model_kind
+    from sampler.model_index import model_kind
     from sampler.toy import defaults
 
     kind = model_kind(folder)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotate.errors import TooManyExports
+from annotate.enqueue import RUN_EXPORT, enqueue_on_commit
 from annotate.exports import ExportOptions, export_paths, export_preferences
 from annotate.locks import lock_user
 from annotate.models import Export
@@ -23,8 +24,6 @@ PROGRESS_EVERY = 500  # rows between progress writes
 
 def export_request(*, user: AbstractBaseUser, options: dict) -> Export:
     """Queue an export; the worker picks it up after commit."""
-    from annotate.tasks import run_export
-
     clean = {key: _jsonable(options[key]) for key in OPTION_FIELDS if options.get(key) not in (None, [], "")}
     with transaction.atomic():
         list(lock_user(user_id=user.pk))  # two requests of one lead count one after the other
@@ -32,7 +31,7 @@ def export_request(*, user: AbstractBaseUser, options: dict) -> Export:
         if exports_active(user=user) >= limit:
             raise TooManyExports(f"You already have {limit} exports queued or running; wait for one to finish.")
         export = Export.objects.create(requested_by=user, options=clean)
-        transaction.on_commit(lambda: run_export.delay(export.pk))
+        enqueue_on_commit(RUN_EXPORT, export.pk)
     return export
 
 
@@ -46,10 +45,14 @@ def _jsonable(value):
 
 
 def export_run(*, export_id: int) -> Export | None:
-    """Run a queued export (compare-and-set to running, so a redelivered task does nothing)."""
-    if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(state=Export.State.RUNNING):
+    """Run a queued export (compare-and-set to running, so a redelivered task does nothing). Each run is an attempt;
+    only the attempt that holds the export may record its end (a run presumed dead may still finish late)."""
+    if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(
+        state=Export.State.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(),
+    ):
         return None
     export = Export.objects.get(pk=export_id)
+    mine = Export.objects.filter(pk=export_id, state=Export.State.RUNNING, attempt=export.attempt)
     options = {k: v for k, v in export.options.items() if k in OPTION_FIELDS}
     for key in ("since", "until"):
         if key in options:
@@ -57,7 +60,7 @@ def export_run(*, export_id: int) -> Export | None:
 
     def progress(done: int, total: int) -> None:
         if done == total or done % PROGRESS_EVERY < 50:
-            Export.objects.filter(pk=export_id).update(done=done, total=total)
+            mine.update(done=done, total=total, heartbeat_at=timezone.now())
 
     # A dataset folder of its own, made new and empty by mkdtemp (a random suffix after the export's id): an export
     # can never overwrite anything, not even a folder left by an earlier database that reused this id.
@@ -72,12 +75,33 @@ def export_run(*, export_id: int) -> Export | None:
     except Exception as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above
-        Export.objects.filter(pk=export_id).update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
+        mine.update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
         raise
-    Export.objects.filter(pk=export_id).update(
+    mine.update(
         state=Export.State.DONE, file_name=file_name, summary=summary.as_dict(), finished_at=timezone.now()
     )
     return Export.objects.get(pk=export_id)
+
+
+def exports_requeue_stale(*, now: datetime | None = None) -> list[int]:
+    """Running exports whose worker stopped (no progress for CHISEL_EXPORT_STALE): queued again, or failed with the
+    reason after CHISEL_EXPORT_MAX_ATTEMPTS attempts. Returns the ids queued again (the caller wakes a worker)."""
+    now = now or timezone.now()
+    stale = Export.objects.filter(state=Export.State.RUNNING, heartbeat_at__lt=now - settings.CHISEL_EXPORT_STALE)
+    limit = settings.CHISEL_EXPORT_MAX_ATTEMPTS
+    stale.filter(attempt__gte=limit).update(
+        state=Export.State.FAILED, finished_at=now,
+        error=f"The worker running this export stopped (no progress for {settings.CHISEL_EXPORT_STALE}); "
+              f"gave up after {limit} attempts.",
+    )
+    requeued = []
+    for export_id, attempt in stale.filter(attempt__lt=limit).values_list("id", "attempt"):
+        if Export.objects.filter(pk=export_id, state=Export.State.RUNNING, attempt=attempt).update(
+            state=Export.State.QUEUED, done=0, total=0,
+        ):
+            requeued.append(export_id)
+            enqueue_on_commit(RUN_EXPORT, export_id)
+    return requeued
 
 
 def export_root() -> Path:

@@ -163,7 +163,7 @@ def prompt_ids_tagged(tags: list[str]) -> list[int]:
 def taste_base_checkpoint(*, taste: Taste, model_path: Path, name: str = "", **defaults) -> "Checkpoint":
     """Start (or restart) a taste from a base model folder: its bare base becomes the current checkpoint."""
     from annotate.models import BaseModel, Checkpoint
-    from sampler.loading import ModelLoadError, model_kind
+    from sampler.model_index import ModelLoadError, model_kind
 
     path = Path(model_path).resolve()
     try:

@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotate import locks, rounds, services, training
+from annotate.enqueue import SAMPLE_ROUND_EVAL, enqueue
 from annotate.errors import DomainError
 from annotate.evaluation import promotion_decision, round_eval_counts, win_record
 from annotate.guard_rails import check_guard_rails
@@ -209,15 +210,14 @@ def round_eval_requests(round_: Round) -> list[tuple[int, int]]:
 
 
 def _refill(round_id: int) -> None:
-    from annotate.tasks import refill_round
+    from annotate.sampling import round_refill
 
     with transaction.atomic():
-        refill_round(round_id)
+        round_refill(round_id=round_id)
 
 
 def _sample_eval(round_id: int) -> None:
     from annotate.sampling import round_reserve_eval
-    from annotate.tasks import sample_round_eval
 
-    if round_reserve_eval(round_id=round_id):
-        sample_round_eval.delay(round_id)
+    if hold := round_reserve_eval(round_id=round_id):
+        enqueue(SAMPLE_ROUND_EVAL, round_id, hold=hold)

@@ -12,7 +12,7 @@ from django.utils.html import format_html_join
 
 from annotate.lora_exports import checkpoint_lora_export
 from annotate.models import Checkpoint
-from trainer.lora_export import FORMATS, ExportError
+from trainer.lora_formats import FORMATS, ExportError
 
 
 class CheckpointLoraDownloads:

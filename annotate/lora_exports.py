@@ -4,7 +4,7 @@ from pathlib import Path
 
 from annotate.models import Checkpoint
 from annotate.sampling import checkpoint_spec
-from trainer.lora_export import ExportError, export_lora
+from trainer.lora_formats import ExportError
 
 
 def lora_source(target: str) -> list[Path]:
@@ -22,6 +22,8 @@ def lora_source(target: str) -> list[Path]:
 
 def checkpoint_lora_export(*, checkpoint: Checkpoint, fmt: str, out: Path) -> Path:
     """Write `checkpoint` (its whole LoRA chain, merged exactly) as one safetensors file in `fmt`."""
+    from trainer.lora_export import export_lora  # torch: only where a LoRA is converted
+
     try:
         return export_lora([Path(p) for p in checkpoint_spec(checkpoint).lora_paths], out, fmt)
     except (OSError, ValueError) as exc:

@@ -380,6 +380,8 @@ class Export(models.Model):
     file_name = models.CharField(max_length=300, blank=True, help_text="Relative to CHISEL_EXPORT_ROOT.")
     summary = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="Runs started; a dead worker's run is retried.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Start or last progress of the running attempt.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -9,10 +9,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate import locks, waiting
+from annotate.enqueue import SAMPLE_PAIRS, enqueue_on_commit
 from annotate.images import image_store
 from annotate.models import Checkpoint, Pair, Prompt, Round
-from sampler.pairs import PairRequest, SampledPair
-from sampler.spec import ModelSpec, SampleParams
+from sampler.spec import ModelSpec, PairRequest, SampledPair, SampleParams
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class SampleJob:
 
     round_id: int
     requests: tuple[tuple[int, int], ...]
+    hold: str = ""  # the round's sampling_until as reserved: the task's fencing token
 
 
 def checkpoint_spec(checkpoint: Checkpoint) -> ModelSpec:
@@ -87,7 +88,16 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
         start = round_.sample_cursor
         requests = tuple((prompt_ids[i % len(prompt_ids)], i) for i in range(start, start + wanted))
         Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + SAMPLING_HOLD)
-    return SampleJob(round_id=round_id, requests=requests)
+    return SampleJob(round_id=round_id, requests=requests, hold=(now + SAMPLING_HOLD).isoformat())
+
+
+def round_refill(*, round_id: int) -> int:
+    """Reserve the round's next batch (if it wants one) and queue its sample task on commit; 1 if queued, else 0."""
+    job = round_reserve_samples(round_id=round_id)
+    if job is None:
+        return 0
+    enqueue_on_commit(SAMPLE_PAIRS, job.round_id, [list(r) for r in job.requests], hold=job.hold)
+    return 1
 
 
 def round_open_pairs_least(*, round_: Round, now: datetime) -> int:
@@ -147,9 +157,73 @@ def round_store_pairs(*, round_id: int, requests, sampled: list[SampledPair]) ->
     return created
 
 
-def round_release_sampling(*, round_id: int) -> None:
-    """The sample task is done with the round: the next refill may start at once."""
-    Round.objects.filter(pk=round_id).update(sampling_until=None)
+def round_release_sampling(*, round_id: int, hold: str | None = None) -> bool:
+    """The sample task is done with the round: the next refill may start at once. With `hold` (the task's token),
+    only while the round still carries that hold: a stale task whose hold ran out cannot clear a newer task's."""
+    held = Round.objects.filter(pk=round_id)
+    if hold:
+        held = held.filter(sampling_until=datetime.fromisoformat(hold))
+    return bool(held.update(sampling_until=None))
+
+
+def round_renew_hold(*, round_id: int, hold: str, now: datetime | None = None) -> str | None:
+    """Extend the task's hold on the round by SAMPLING_HOLD from now; the new token, or None when the hold is no
+    longer this task's (it ran out and another task took the round, or the round was failed or cancelled)."""
+    renewed = (now or timezone.now()) + SAMPLING_HOLD
+    if Round.objects.filter(pk=round_id, sampling_until=datetime.fromisoformat(hold)).update(sampling_until=renewed):
+        return renewed.isoformat()
+    return None
+
+
+class HoldKeeper:
+    """Renews a sample task's hold from a thread while the task works (every third of SAMPLING_HOLD), so a long
+    batch on a slow GPU is not taken for a dead one; `hold` is the current token, for the fenced release. A task
+    queued without a token (before holds were fenced) releases the round unconditionally, as it used to."""
+
+    def __init__(self, round_id: int, hold: str | None, every: float | None = None) -> None:
+        import threading
+
+        self.round_id, self.hold, self.fenced = round_id, hold or "", bool(hold)
+        self.every = every or SAMPLING_HOLD.total_seconds() / 3
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"hold-round-{round_id}")
+
+    def __enter__(self) -> "HoldKeeper":
+        if self.hold:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+        if not self.fenced:
+            round_release_sampling(round_id=self.round_id)
+        elif self.hold:  # still this task's
+            round_release_sampling(round_id=self.round_id, hold=self.hold)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while self.hold and not self.stopped.wait(self.every):
+                self.renew()
+        finally:
+            connection.close()
+
+    def renew(self) -> bool:
+        """One renewal; False once the hold is lost (then the task's release changes nothing)."""
+        try:
+            renewed = round_renew_hold(round_id=self.round_id, hold=self.hold)
+        except Exception:  # noqa: BLE001 - a failed renewal is retried at the next tick
+            logger.warning("Round %s: renewing the sample hold failed", self.round_id, exc_info=True)
+            return True
+        if renewed is None:
+            logger.warning("Round %s: the sample task lost its hold", self.round_id)
+            self.hold = ""
+            return False
+        self.hold = renewed
+        return True
 
 
 def round_fail_sampling(*, round_id: int, reason: str) -> bool:
@@ -172,21 +246,22 @@ def rounds_wanting_samples() -> list[int]:
     )
 
 
-def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> bool:
-    """Hold an evaluating round for one eval-sampling task, if it lacks eval pairs and no task holds it."""
+def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> str | None:
+    """Hold an evaluating round for one eval-sampling task, if it lacks eval pairs and no task holds it; the hold's
+    token, else None."""
     from annotate.loop import round_eval_requests
 
     now = now or timezone.now()
     with transaction.atomic():
         round_ = locks.lock_round(round_id=round_id).first()
         if round_ is None or round_.state != Round.State.EVALUATING or round_.paused:
-            return False
+            return None
         if round_.sampling_until and round_.sampling_until > now:
-            return False
+            return None
         if not round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)):
-            return False
+            return None
         Round.objects.filter(pk=round_id).update(sampling_until=now + SAMPLING_HOLD)
-    return True
+    return (now + SAMPLING_HOLD).isoformat()
 
 
 def round_missing_eval_requests(*, round_: Round, wanted: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -4,7 +4,6 @@ import logging
 from pathlib import Path
 
 from celery import shared_task
-from django.db import transaction
 
 from annotate import sampling, services
 
@@ -27,44 +26,42 @@ def refill_sample_buffers() -> int:
 
 
 def refill_round(round_id: int) -> int:
-    job = sampling.round_reserve_samples(round_id=round_id)
-    if job is None:
-        return 0
-    transaction.on_commit(lambda: sample_pairs.delay(job.round_id, [list(r) for r in job.requests]))
-    return 1
+    return sampling.round_refill(round_id=round_id)
 
 
-@shared_task(acks_late=True)  # routed to the "sample" queue (CELERY_TASK_ROUTES)
-def sample_pairs(round_id: int, requests: list[list[int]]) -> int:
-    """Sample train pairs for (prompt id, seed) requests of a round and store them; safe to run twice."""
-    from sampler.loading import ModelLoadError, pipelines
-    from sampler.pairs import sample_train_pairs
+@shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "sample" queue (CELERY_TASK_ROUTES)
+def sample_pairs(round_id: int, requests: list[list[int]], hold: str | None = None) -> int:
+    """Sample train pairs for (prompt id, seed) requests of a round and store them; safe to run twice. `hold` is the
+    round's hold as reserved: renewed while the task works, released only while it is still this task's."""
+    with sampling.HoldKeeper(round_id, hold):
+        requests = sampling.round_missing_requests(round_id=round_id, requests=[tuple(r) for r in requests])
+        if not requests:
+            return 0
+        from sampler.loading import ModelLoadError, pipelines
+        from sampler.pairs import sample_train_pairs
 
-    requests = sampling.round_missing_requests(round_id=round_id, requests=[tuple(r) for r in requests])
-    if not requests:
-        sampling.round_release_sampling(round_id=round_id)
-        return 0
-    try:
-        spec, params, pair_requests = sampling.round_sampling_inputs(round_id=round_id, requests=requests)
-        sampled = sample_train_pairs(pipelines, spec, pair_requests, params)
-    except ModelLoadError as exc:
-        sampling.round_fail_sampling(round_id=round_id, reason=f"Sampling failed: {exc}")
-        return 0
-    created = sampling.round_store_pairs(round_id=round_id, requests=requests, sampled=sampled)
-    sampling.round_release_sampling(round_id=round_id)
+        try:
+            spec, params, pair_requests = sampling.round_sampling_inputs(round_id=round_id, requests=requests)
+            sampled = sample_train_pairs(pipelines, spec, pair_requests, params)
+        except ModelLoadError as exc:
+            sampling.round_fail_sampling(round_id=round_id, reason=f"Sampling failed: {exc}")
+            return 0
+        created = sampling.round_store_pairs(round_id=round_id, requests=requests, sampled=sampled)
     refill_round(round_id)  # keep going without waiting for the next beat
     return created
 
 
-@shared_task(acks_late=True)  # routed to the "sample" queue
-def sample_round_eval(round_id: int, batch: int = 8) -> int:
-    """Sample an evaluating round's missing eval pairs (parent vs child), a batch at a time; safe to run twice."""
+@shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "sample" queue
+def sample_round_eval(round_id: int, batch: int = 8, hold: str | None = None) -> int:
+    """Sample an evaluating round's missing eval pairs (parent vs child), a batch at a time; safe to run twice. The
+    round's `hold` is renewed while the task works and released only while it is still this task's."""
     from annotate.loop import round_eval_requests
     from annotate.models import Round
     from sampler.loading import ModelLoadError, pipelines
     from sampler.pairs import sample_eval_pairs
 
     created = 0
+    keeper = sampling.HoldKeeper(round_id, hold).__enter__()  # released in `finally`
     try:
         round_ = Round.objects.get(pk=round_id)
         missing = sampling.round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_))
@@ -78,7 +75,7 @@ def sample_round_eval(round_id: int, batch: int = 8) -> int:
     except ModelLoadError as exc:
         sampling.round_fail_eval(round_id=round_id, reason=f"Sampling eval pairs failed: {exc}")
     finally:
-        sampling.round_release_sampling(round_id=round_id)
+        keeper.__exit__(None, None, None)
     return created
 
 
@@ -90,12 +87,20 @@ def advance_rounds() -> int:
 
     moves = loop.rounds_advance()
     for round_id in Round.objects.filter(state=Round.State.EVALUATING).values_list("id", flat=True):
-        if sampling.round_reserve_eval(round_id=round_id):
-            sample_round_eval.delay(round_id)
+        if hold := sampling.round_reserve_eval(round_id=round_id):
+            sample_round_eval.delay(round_id, hold=hold)
     return len(moves)
 
 
-@shared_task(acks_late=True)
+@shared_task
+def requeue_stale_exports() -> int:
+    """Queue again (or fail, past their attempts) the exports whose worker died mid-run (beat)."""
+    from annotate.export_jobs import exports_requeue_stale
+
+    return len(exports_requeue_stale())
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_export(export_id: int) -> None:
     """Write a requested preference dataset export."""
     from annotate.export_jobs import export_run
@@ -103,7 +108,7 @@ def run_export(export_id: int) -> None:
     export_run(export_id=export_id)
 
 
-@shared_task(acks_late=True)  # routed to the "train" queue
+@shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "train" queue
 def train_round(job_id: int) -> int | None:
     """Claim a training job, export its round, train, and record the candidate checkpoint."""
     from annotate import training
@@ -162,6 +167,11 @@ def _train(job, data, run_dir, watchdog):
                "--out", str(run_dir)]
     for parent in spec.lora_paths:
         command += ["--parent", parent]
+    import time
+
+    from django.conf import settings
+
+    deadline = time.monotonic() + settings.CHISEL_TRAIN_TIMEOUT.total_seconds()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as launched:
         while True:
             try:
@@ -170,6 +180,9 @@ def _train(job, data, run_dir, watchdog):
             except subprocess.TimeoutExpired:
                 try:
                     watchdog()
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"accelerate launch ran past CHISEL_TRAIN_TIMEOUT "
+                                           f"({settings.CHISEL_TRAIN_TIMEOUT}); stopped")
                 except Exception:
                     launched.kill()
                     raise

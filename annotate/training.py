@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate import locks
+from annotate.enqueue import TRAIN_ROUND, enqueue_on_commit
 from annotate.exports import ExportOptions, export_preferences
 from annotate.models import Checkpoint, Pair, Round, TrainingJob
 
@@ -22,21 +23,30 @@ logger = logging.getLogger(__name__)
 
 def training_job_create(*, round_id: int, config: dict | None = None) -> TrainingJob:
     """Queue training for a round (its training_config unless `config` is given); a worker picks it up."""
-    from annotate.tasks import train_round
-
     from trainer.config import TrainConfig
 
     round_ = Round.objects.get(pk=round_id)
     config = config if config is not None else round_.training_config
     job = TrainingJob.objects.create(round=round_, config=config, steps=TrainConfig.from_dict(config).steps)
-    transaction.on_commit(lambda: train_round.delay(job.pk))
+    enqueue_on_commit(TRAIN_ROUND, job.pk)
     return job
 
 
 def training_job_claim(*, job_id: int, worker: str | None = None, now: datetime | None = None) -> int | None:
-    """Take the job if it is queued or its holder's lease ran out; returns the new attempt number, or None."""
+    """Take the job if it is queued or its holder's lease ran out; returns the new attempt number, or None. A job
+    that used its CHISEL_TRAIN_MAX_ATTEMPTS fails instead (its round then fails with the reason), and a job whose
+    round was cancelled is closed."""
     now = now or timezone.now()
     claimable = Q(state=TrainingJob.State.QUEUED) | Q(state=TrainingJob.State.RUNNING, lease_until__lt=now)
+    limit = settings.CHISEL_TRAIN_MAX_ATTEMPTS
+    TrainingJob.objects.filter(claimable, pk=job_id, round__state=Round.State.CANCELLED).update(
+        state=TrainingJob.State.FAILED, error="The round was cancelled.", finished_at=now,
+    )
+    TrainingJob.objects.filter(claimable, pk=job_id, attempt__gte=limit).update(
+        state=TrainingJob.State.FAILED, finished_at=now,
+        error=f"Gave up after {limit} attempts: the worker of attempt {limit} stopped without finishing "
+              f"(no heartbeat for {settings.CHISEL_TRAIN_LEASE}).",
+    )
     with transaction.atomic():
         updated = TrainingJob.objects.filter(claimable, pk=job_id).update(
             state=TrainingJob.State.RUNNING, attempt=F("attempt") + 1, lease_until=now + settings.CHISEL_TRAIN_LEASE,
@@ -51,9 +61,12 @@ def training_job_heartbeat(*, job_id: int, attempt: int, step: int | None = None
     """Renew the lease of a running attempt (and record its step); False if the attempt lost the job."""
     now = now or timezone.now()
     progress = {"step": step} if step is not None else {}
-    return bool(TrainingJob.objects.filter(pk=job_id, attempt=attempt, state=TrainingJob.State.RUNNING).update(
-        lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now, **progress,
-    ))
+    mine = TrainingJob.objects.filter(pk=job_id, attempt=attempt, state=TrainingJob.State.RUNNING)
+    if mine.filter(round__state=Round.State.CANCELLED).update(
+        state=TrainingJob.State.FAILED, error="The round was cancelled.", finished_at=now,
+    ):
+        return False  # the worker stops at its next check
+    return bool(mine.update(lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now, **progress))
 
 
 def training_run_dir(job: TrainingJob, attempt: int) -> Path:
@@ -73,6 +86,10 @@ def training_job_finish(*, job_id: int, attempt: int, lora_path: Path, metrics: 
     with transaction.atomic():
         job = locks.lock_training_job(job_id=job_id).select_related("round__parent_checkpoint").get()
         if job.state != TrainingJob.State.RUNNING or job.attempt != attempt:
+            return None
+        if job.round.state == Round.State.CANCELLED:  # cancelled after the last heartbeat: nothing is attached
+            TrainingJob.objects.filter(pk=job_id).update(state=TrainingJob.State.FAILED, finished_at=timezone.now(),
+                                                        error="The round was cancelled.")
             return None
         parent = job.round.parent_checkpoint
         candidate = Checkpoint.objects.create(
@@ -190,9 +207,11 @@ class Heartbeat:
             return None  # a line being written
 
     def check(self) -> None:
-        """The watchdog, called by the training loop: stop when the job is lost, restart a dead thread."""
+        """The watchdog, called by the training loop: stop when the job is lost (taken by another attempt, or its
+        round cancelled), restart a dead thread."""
         if self.lost:
-            raise HeartbeatLost(f"training job {self.job_id} is no longer held by attempt {self.attempt}")
+            raise HeartbeatLost(f"training job {self.job_id} is no longer held by attempt {self.attempt} "
+                                f"(taken by another attempt, or its round was cancelled)")
         if not self.thread.is_alive() and not self.stopped.is_set():
             self.restarts += 1
             logger.warning("Training job %s: the heartbeat thread had died; restarted (%d)", self.job_id, self.restarts)

@@ -216,6 +216,10 @@ CHISEL_PUBLIC_URL = env.str("CHISEL_PUBLIC_URL", default="")
 # Where training runs write their datasets, states and LoRA checkpoints.
 CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")
 CHISEL_TRAIN_LEASE = timedelta(seconds=env.int("CHISEL_TRAIN_LEASE_SECONDS", default=300))
+CHISEL_TRAIN_MAX_ATTEMPTS = env.int("CHISEL_TRAIN_MAX_ATTEMPTS", default=3)  # then the round fails with the reason
+CHISEL_TRAIN_TIMEOUT = timedelta(seconds=env.int("CHISEL_TRAIN_TIMEOUT_SECONDS", default=12 * 3600))  # one attempt
+CHISEL_EXPORT_STALE = timedelta(seconds=env.int("CHISEL_EXPORT_STALE_SECONDS", default=600))  # no progress: retried
+CHISEL_EXPORT_MAX_ATTEMPTS = env.int("CHISEL_EXPORT_MAX_ATTEMPTS", default=3)
 
 # API tokens expire this many days after they were made or rotated (manage.py rotate_token); 0: never.
 CHISEL_TOKEN_TTL_DAYS = env.float("CHISEL_TOKEN_TTL_DAYS", default=0)
@@ -237,6 +241,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(Path(_queue_dir) / "control"),
         "store_processed": False,
     }
+else:
+    # Redis redelivers an unacknowledged task after the visibility timeout: longer than the longest task (a training
+    # attempt), or a second worker would start a task the first one still runs.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS",
+                                      default=int(CHISEL_TRAIN_TIMEOUT.total_seconds()) + 3600),
+    }
 # The cache (throttle counters): CACHE_URL if set, else the Redis of a Redis broker, else this process's memory.
 # https://docs.djangoproject.com/en/5.2/topics/cache/
 if "CACHE_URL" in env:
@@ -248,7 +259,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_TASK_IGNORE_RESULT = True
+# Long GPU tasks: acknowledged when done, requeued when their worker dies, one task reserved per worker process.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ROUTES = {
@@ -267,6 +280,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "requeue-stale-training": {
         "task": "annotate.tasks.requeue_stale_training",
+        "schedule": env.float("CHISEL_REQUEUE_SECONDS", default=60.0),
+    },
+    "requeue-stale-exports": {
+        "task": "annotate.tasks.requeue_stale_exports",
         "schedule": env.float("CHISEL_REQUEUE_SECONDS", default=60.0),
     },
     "reap-expired-leases": {

@@ -1,31 +1,13 @@
 """Image pairs for annotators: train pairs (two seeds, one checkpoint) and eval pairs (parent vs child)."""
 
-from dataclasses import dataclass
-
 import imagehash
 
 from sampler.generate import derived_seed, generate
 from sampler.loading import PipelineCache
-from sampler.spec import GeneratedImage, ModelSpec, SampleParams
+from sampler.spec import GeneratedImage, ModelSpec, PairRequest, SampledPair, SampleParams  # noqa: F401 - re-exported
 
 # Perceptual-hash distance (of 64 bits) at or below which two images are near-identical.
 NEAR_DUPLICATE_BITS = 4
-
-
-@dataclass(frozen=True)
-class PairRequest:
-    """One pair to make: a prompt and the seed that names it (the idempotency key with the round)."""
-
-    prompt: str
-    seed: int
-
-
-@dataclass(frozen=True)
-class SampledPair:
-    request: PairRequest
-    image_a: GeneratedImage
-    image_b: GeneratedImage
-    attempts: int = 1
 
 
 def phash_distance(a: GeneratedImage, b: GeneratedImage) -> int:

@@ -36,3 +36,19 @@ class GeneratedImage:
     width: int
     height: int
     diagnostics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """One pair to make: a prompt and the seed that names it (the idempotency key with the round)."""
+
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class SampledPair:
+    request: PairRequest
+    image_a: GeneratedImage
+    image_b: GeneratedImage
+    attempts: int = 1

@@ -13,8 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from trainer.lora_files import METADATA_KEY, Lora, LoraModule, combine, peft_config, read_lora
-
-FORMATS = ("diffusers", "kohya", "comfyui")
+from trainer.lora_formats import FORMATS, ExportError  # noqa: F401 - re-exported
 
 # FLUX: diffusers module (inside a block) → BFL module, for the layers mapped one to one.
 FLUX_DOUBLE = {
@@ -36,10 +35,6 @@ FLUX_DOUBLE_FUSED = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
                      "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")}
 FLUX_SINGLE_FUSED = {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")}
 MLP_RATIO = 4  # a FLUX single block's MLP is 4× its width (fixed in diffusers' FluxSingleTransformerBlock)
-
-
-class ExportError(ValueError):
-    """A LoRA that cannot be written in the asked format; the message says why."""
 
 
 def export_lora(lora_paths: list[Path], out: Path, fmt: str) -> Path:

@@ -15,7 +15,7 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from sampler.loading import model_kind
+from sampler.model_index import model_kind
 from trainer.checkpoints import clean_stale_temps, complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
@@ -118,8 +118,8 @@ def train(
             for micro in range(config.gradient_accumulation):
                 with accelerator.accumulate(denoiser):
                     batch = encoded.take(_batch_indices(len(encoded), config, step, micro, accelerator.process_index))
-                    terms, errors = _dpo_terms(family, denoiser, batch, config, _generator(config, step, micro),
-                                               accelerator)
+                    noise = _generator(config, step, micro, accelerator.process_index)
+                    terms, errors = _dpo_terms(family, denoiser, batch, config, noise, accelerator)
                     if not torch.isfinite(terms.loss):
                         raise TrainingDiverged(f"Step {step + 1}: the loss is {terms.loss.item()}; stopping with no checkpoint.")
                     accelerator.backward(terms.loss)
@@ -146,7 +146,10 @@ def train(
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['implicit_accuracy']:.2f}")
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and accelerator.is_main_process:
+            saving = (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps
+            if saving:
+                accelerator.wait_for_everyone()  # every process finished the step before its state is written
+            if saving and accelerator.is_main_process:
                 _save_state(states, step + 1, accelerator.unwrap_model(denoiser), optimizer, scheduler, config, best)
             if on_step is not None:
                 on_step(step + 1)
@@ -154,6 +157,7 @@ def train(
                 return TrainResult(out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 
     checkpoint = out / "checkpoint"
+    accelerator.wait_for_everyone()  # no process is still training when the LoRA is written
     if accelerator.is_main_process:
         lora = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
         if best is not None:
@@ -258,9 +262,10 @@ def _optimizer(params, config: TrainConfig):
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4)
 
 
-def _generator(config: TrainConfig, step: int, micro: int) -> torch.Generator:
-    """Noise and timesteps of a step depend only on (seed, step): a resumed run draws what an unbroken one would."""
-    return torch.Generator().manual_seed(config.seed * 1_000_003 + step * 131 + micro)
+def _generator(config: TrainConfig, step: int, micro: int, process: int = 0) -> torch.Generator:
+    """Noise and timesteps of a step depend only on (seed, step, process): a resumed run draws what an unbroken one
+    would, and each process of a multi-GPU run draws its own (the same noise on every GPU would waste all but one)."""
+    return torch.Generator().manual_seed(config.seed * 1_000_003 + step * 131 + micro + process * 1_000_000_007)
 
 
 def _batch_indices(size: int, config: TrainConfig, step: int, micro: int, process: int) -> torch.Tensor:
