@@ -3,7 +3,12 @@
 import random
 import uuid
 
-from annotate.models import Judgement, Pair, Taste
+import pyarrow.parquet as pq
+import pytest
+
+from annotate.errors import DomainError
+from annotate.models import Judgement, Pair, Round, Taste, TrainingJob
+from annotate.training import training_dataset_export
 from tests.conftest import client_for, make_annotator, make_lead, make_round
 
 
@@ -81,7 +86,7 @@ def test_two_camps_are_separated_and_careless_annotators_flagged(taste):
     assert stats["alpha_by_round"] == {str(round_.pk): stats["alpha"]}
 
 
-def test_gold_pairs_are_served_blind_outside_overlap_and_score_the_annotators(taste):
+def test_gold_pairs_are_served_blind_outside_overlap_and_score_the_annotators(taste, tmp_path):
     round_ = make_round(taste, pairs=40, overlap=3)
     first = Pair.objects.filter(round=round_).order_by("id").first()
     policies = _policies(first.image_a.file.url, first.pk)
@@ -111,6 +116,22 @@ def test_gold_pairs_are_served_blind_outside_overlap_and_score_the_annotators(ta
     coin = rows["coin-0"]
     assert "gold accuracy" in coin["flags"] and coin["gold_interval"][1] < 0.85
     assert coin["trust"] < 0.4
+
+    # Training: gold never enters; a round that excludes untrusted annotators leaves the coin-flipper out, one
+    # that weights by trust keeps everybody with their trust as the row's weight.
+    job = TrainingJob.objects.create(round=round_)
+    for mode, threshold in (("exclude", 0.5), ("weight", 0.5), ("exclude", 0.99)):
+        Round.objects.filter(pk=round_.pk).update(trust_mode=mode, trust_threshold=threshold)
+        job.round.refresh_from_db()
+        if threshold == 0.99:
+            with pytest.raises(DomainError, match="No annotator of portraits has a trust of 0.99"):
+                training_dataset_export(job=job, run_dir=tmp_path / mode)
+            continue
+        table = pq.read_table(training_dataset_export(job=job, run_dir=tmp_path / mode)).to_pylist()
+        assert {r["pair_kind"] for r in table} == {"train"}
+        assert ("coin-0" in {r["annotator"] for r in table}) is (mode == "weight")
+        for r in table:
+            assert r["weight"] == (pytest.approx(rows[r["annotator"]]["trust"]) if mode == "weight" else 1.0)
 
 
 def test_annotator_figures_are_for_leads_only(taste, annotator):
