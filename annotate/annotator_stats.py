@@ -191,3 +191,30 @@ def _camps_evidence(found: ag.Camps, matrix: np.ndarray, annotator_ids: list[int
         "alpha": ag.alpha(matrix),
         "camps": camps,
     }
+
+
+def annotator_recent_pairs(*, taste: Taste, annotator_id: int, limit: int = 50) -> list[dict]:
+    """The annotator's latest judgements in `taste` with the pair, their answer, the other annotators' answers and
+    the others' majority (the commonest answer; none when the others split evenly or gave none)."""
+    mine = list(
+        Judgement.objects.filter(pair__taste=taste, annotator_id=annotator_id)
+        .select_related("pair__prompt", "pair__image_a", "pair__image_b", "pair__round")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    others = defaultdict(list)
+    for pair_id, choice in (
+        Judgement.objects.filter(pair_id__in=[j.pair_id for j in mine]).exclude(annotator_id=annotator_id)
+        .values_list("pair_id", "choice")
+    ):
+        others[pair_id].append(choice)
+    rows = []
+    for judgement in mine:
+        theirs = others[judgement.pair_id]
+        counts = sorted(((theirs.count(c), c) for c in set(theirs)), reverse=True)
+        majority = counts[0][1] if counts and (len(counts) == 1 or counts[0][0] > counts[1][0]) else None
+        rows.append({
+            "judgement": judgement, "pair": judgement.pair, "answer": judgement.choice, "others": sorted(theirs),
+            "majority": majority, "agrees": None if majority is None else majority == judgement.choice,
+            "gold": judgement.pair.gold_choice or None,
+        })
+    return rows
