@@ -17,7 +17,7 @@ import krippendorff
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
-from scipy.stats import binomtest
+from scipy.stats import binom
 
 CATEGORIES = ("a", "b", "tie")  # both_bad and skips are missing values
 # Two groups are separate camps when, on average, their annotators agree on fewer than this share of the
@@ -103,7 +103,10 @@ def position_bias(left: int, sided: int) -> PositionBias:
     """Share of sided answers that picked the left image, with a two-sided binomial test against 1/2."""
     if sided == 0:
         return PositionBias(left, 0, None, None)
-    return PositionBias(left, sided, left / sided, float(binomtest(left, sided, 0.5).pvalue))
+    # The exact two-sided binomial test against 1/2 (scipy's binomtest, which costs 2 ms a call): the null is
+    # symmetric, so p is twice the smaller tail.
+    tail = min(binom.cdf(left, sided, 0.5), binom.sf(left - 1, sided, 0.5))
+    return PositionBias(left, sided, left / sided, float(min(1.0, 2 * tail)))
 
 
 def speed(durations_ms: Sequence[int | None], floor_ms: int) -> tuple[float | None, float | None]:

@@ -4,7 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import BooleanField, Case, Count, Q, Value, When
 
 from annotate import agreement as ag
 from annotate.models import Assignment, Judgement, Pair, Taste
@@ -16,9 +16,13 @@ def _judgement_rows(taste: Taste, round_id: int | None) -> list[tuple]:
     query = Judgement.objects.filter(pair__taste=taste)
     if round_id is not None:
         query = query.filter(pair__round_id=round_id)
+    # Whether any flag was set, computed by the database: decoding 40,000 JSON lists cost a third of the page.
+    no_flags = Q(flags_a=[]) & Q(flags_b=[])
     return list(
-        query.order_by("created_at", "id").values_list(
-            "annotator_id", "pair_id", "choice", "assignment__left_is_a", "duration_ms", "flags_a", "flags_b",
+        query.annotate(flagged=Case(When(no_flags, then=Value(False)), default=Value(True), output_field=BooleanField()))
+        .order_by("created_at", "id")
+        .values_list(
+            "annotator_id", "pair_id", "choice", "assignment__left_is_a", "duration_ms", "flagged", "flagged",
             "pair__kind", "pair__gold_choice", "pair__round_id",
         )
     )

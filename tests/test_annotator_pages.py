@@ -20,7 +20,7 @@ def test_annotator_table_heat_map_camps_split_and_an_annotators_answers(taste, l
     html = page.content.decode()
     assert page.status_code == 200
     assert "This taste holds 2 camps" in html and 'id="split-form"' in html
-    assert html.count('class="spark"') == 6 and "agreement on shared pairs" in html  # sparklines and heat map
+    assert html.count('class="spark"') == 6 and 'aria-label="agreement between annotators"' in html  # sparklines, heat map
     judged = [int(n) for n in re.findall(r'data-user="[^"]+">\s*<td>.*?</td>\s*<td>(\d+)</td>', html, re.S)]
     assert judged == sorted(judged, reverse=True) and len(judged) == 6
     # The split form offers the last camp, ticked.
