@@ -112,6 +112,15 @@ def lock_round_leases(*, round_id: int) -> QuerySet[Assignment]:
     )
 
 
+def lock_taste_leases_of(*, taste_id: int, annotator_ids: list[int]) -> QuerySet[Assignment]:
+    """The live leases some annotators hold in a taste (they leave its cohort), skipping any a submission holds."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=Assignment.State.LEASED, pair__taste_id=taste_id, annotator_id__in=annotator_ids)
+        .order_by("id")
+    )
+
+
 def lock_round(*, round_id: int) -> QuerySet[Round]:
     """One round, locked for a state change or a sampling reservation."""
     return Round.objects.select_for_update(of=("self",)).filter(pk=round_id)
