@@ -36,3 +36,21 @@ def pair_unmark_gold(*, pair_id: int) -> None:
     Pair.objects.filter(pk=pair_id, kind=Pair.Kind.GOLD).update(
         kind=Pair.Kind.TRAIN, gold_choice="", overlap=Greatest(F("assigned_count"), Value(pair.round.overlap))
     )
+
+
+def gold_import(*, rows: list[tuple[str, str]]) -> int:
+    """Mark every (pair id, expected answer) row gold, all or none; a bad row is refused naming its line."""
+    checked = []
+    for line, (pair_id, choice) in enumerate(rows, start=2):
+        if not pair_id.strip().isdigit():
+            raise DomainError(f"line {line}: pair_id is {pair_id[:60]!r}; expected a pair's id.")
+        if choice.strip() not in GOLD_CHOICES:
+            raise DomainError(f"line {line}: choice is {choice[:60]!r}; expected one of {', '.join(GOLD_CHOICES)}.")
+        checked.append((int(pair_id), choice.strip()))
+    with transaction.atomic():
+        for line, (pair_id, choice) in enumerate(checked, start=2):
+            try:
+                pair_mark_gold(pair_id=pair_id, choice=choice)
+            except NotFound as error:
+                raise DomainError(f"line {line}: {error.message}") from error
+    return len(checked)

@@ -67,3 +67,28 @@ def test_gold_admin_actions(taste, lead_browser):
         ("gold", "b", Pair.GOLD_OVERLAP), ("gold", "b", Pair.GOLD_OVERLAP), ("train", "", 2)]
     lead_browser.post(url, {"action": "unmark_gold", "_selected_action": ids[:1]})
     assert Pair.objects.get(pk=ids[0]).kind == "train" and Pair.objects.get(pk=ids[0]).overlap == 2
+
+
+def test_import_gold_marks_all_rows_or_none(taste, tmp_path):
+    import io
+
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    round_ = make_round(taste, pairs=3, overlap=2)
+    ids = list(Pair.objects.filter(round=round_).order_by("id").values_list("pk", flat=True))
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"pair_id,choice\n{ids[0]},a\n{ids[1]},left\n")
+    with pytest.raises(CommandError, match=r"bad.csv line 3: choice is 'left'; expected one of a, b, tie. Nothing"):
+        call_command("import_gold", str(bad))
+    missing = tmp_path / "missing.csv"
+    missing.write_text(f"pair_id,choice\n{ids[0]},a\n999999,b\n")
+    with pytest.raises(CommandError, match="line 3: There is no training or gold pair 999999"):
+        call_command("import_gold", str(missing))
+    assert not Pair.objects.filter(kind="gold").exists()
+    good = tmp_path / "good.csv"
+    good.write_text(f"pair_id,choice\n{ids[0]},a\n{ids[2]},tie\n")
+    out = io.StringIO()
+    call_command("import_gold", str(good), stdout=out)
+    assert out.getvalue().strip() == "2 pair(s) are gold."
+    assert dict(Pair.objects.filter(kind="gold").values_list("pk", "gold_choice")) == {ids[0]: "a", ids[2]: "tie"}
