@@ -56,7 +56,7 @@ class TasteAdmin(TasteOnboarding, TasteCharts, TasteAnnotators, admin.ModelAdmin
                     "created_at"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["current_checkpoint", "charts_link", "annotators_link", "add_annotators_link"]
+    readonly_fields = ["current_checkpoint", "charts_link", "annotators_link", "camps_note", "add_annotators_link"]
     inlines = [TasteMembershipInline]
 
 

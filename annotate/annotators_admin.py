@@ -54,6 +54,21 @@ class TasteAnnotators:
         return format_html('<a href="{}">agreement and quality</a>',
                            reverse("admin:annotate_taste_annotators", args=[taste.pk]))
 
+    @admin.display(description="camps")
+    def camps_note(self, taste: Taste) -> str:
+        """On the taste's page: whether its cohort holds two camps, with the figures, and where to split it."""
+        if taste.pk is None:
+            return "—"
+        camps = taste_annotator_stats(taste=taste)["camps"]
+        url = reverse("admin:annotate_taste_annotators", args=[taste.pk])
+        if not camps["split"]:
+            return format_html('One camp (<a href="{}">annotators</a>).', url)
+        return format_html(
+            '<strong>{} camps</strong>: {}; agreement {} within, {} across. <a href="{}">Evidence and split</a>.',
+            len(camps["camps"]), "; ".join(", ".join(c["usernames"]) for c in camps["camps"]),
+            *("—" if camps[k] is None else f"{camps[k]:.2f}" for k in ("within_agreement", "across_agreement")), url,
+        )
+
     def annotators_view(self, request: HttpRequest, taste_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -27,6 +27,9 @@ def test_annotator_table_heat_map_camps_split_and_an_annotators_answers(taste, l
     ticked = set(re.findall(r'name="annotator" value="(\d+)" checked', html))
     assert ticked in ({str(users[f"red-{i}"].pk) for i in range(3)}, {str(users[f"blue-{i}"].pk) for i in range(3)})
 
+    change = lead_browser.get(reverse("admin:annotate_taste_change", args=[taste.pk])).content.decode()
+    assert "<strong>2 camps</strong>" in change and "Evidence and split" in change
+
     red = users["red-0"]
     answers = lead_browser.get(reverse("admin:annotate_taste_annotator", args=[taste.pk, red.pk])).content.decode()
     rows = re.findall(r'<td class="answer">(\w+)</td><td class="majority">([\w—]+)</td>', answers)
