@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 
 from annotate import gold
 from annotate.errors import DomainError
+from annotate.models import Round
 
 
 def _mark(choice: str):
@@ -17,6 +18,10 @@ def _mark(choice: str):
             except DomainError as error:
                 messages.warning(request, str(error))
         messages.success(request, f"{done} pair(s) are gold, expecting {choice}.")
+        closed = queryset.filter(kind="gold").exclude(round__state__in=Round.OPEN_STATES).count()
+        if closed:
+            messages.warning(request, f"{closed} of them are in rounds that are not open: gold pairs are served only "
+                                      "while their round hands out pairs.")
 
     action.__name__ = f"mark_gold_{choice}"
     return action
