@@ -24,6 +24,8 @@ from annotate.models import (
     TasteMembership,
     TrainingJob,
 )
+from annotate.annotators_admin import TasteAnnotators
+from annotate.gold_admin import PairGoldActions
 from annotate.lora_admin import CheckpointLoraDownloads
 from annotate.onboarding_admin import TasteOnboarding
 from annotate.review import RoundReview, thumbnail
@@ -52,11 +54,12 @@ class TasteMembershipInline(admin.TabularInline):
 
 
 @admin.register(Taste)
-class TasteAdmin(TasteOnboarding, TasteCharts, admin.ModelAdmin):
-    list_display = ["slug", "name", "current_checkpoint", "charts_link", "add_annotators_link", "created_at"]
+class TasteAdmin(TasteOnboarding, TasteCharts, TasteAnnotators, admin.ModelAdmin):
+    list_display = ["slug", "name", "current_checkpoint", "charts_link", "annotators_link", "add_annotators_link",
+                    "created_at"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["current_checkpoint", "charts_link", "add_annotators_link"]
+    readonly_fields = ["current_checkpoint", "charts_link", "annotators_link", "camps_note", "add_annotators_link"]
     inlines = [TasteMembershipInline]
 
 
@@ -245,8 +248,8 @@ class JudgementsOfPairInline(admin.TabularInline):
 
 
 @admin.register(Pair)
-class PairAdmin(ShowsPairImages, ReadOnlyAdmin):
-    list_display = ["id", "images", "taste", "round", "kind", "prompt", "judged_count", "assigned_count", "overlap",
+class PairAdmin(PairGoldActions, ShowsPairImages, ReadOnlyAdmin):
+    list_display = ["id", "images", "taste", "round", "kind", "gold_choice", "prompt", "judged_count", "assigned_count", "overlap",
                     "review"]
     list_filter = ["taste", "kind", "round"]
     list_select_related = ["taste", "round__taste", "prompt", "image_a", "image_b"]

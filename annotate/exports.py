@@ -114,6 +114,7 @@ class ExportOptions:
     overwrite: bool = False  # replace an earlier export's data file and card (never a card Chisel did not write)
     splits: bool = True  # a dataset folder gets a validation split (`_splitter`); False: every row in train
     validation_share: float = 0.1  # of the prompts, held out when the export has no eval pairs
+    weights: dict[str, float] = field(default_factory=dict)  # annotator → the row's weight (trust); else 1.0
 
 
 @dataclass
@@ -309,6 +310,7 @@ def _row(group: list[Judgement], per_prompt: dict, summary: ExportSummary, optio
         "judgements": len(group),
         "duration_ms": first.duration_ms if single else None,
         "shown_left": (0 if first.assignment.left_is_a else 1) if single else None,
+        "weight": sum(options.weights.get(j.annotator.username, 1.0) for j in group) / len(group),
     }
 
 

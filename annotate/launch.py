@@ -35,6 +35,8 @@ class LaunchSettings:
     promotion_threshold: float = launch_settings.QUOTAS["promotion_threshold"]
     guard_rails: dict = field(default_factory=lambda: dict(DEFAULT_GUARD_RAILS))
     auto_advance: bool = True
+    trust_mode: str = "off"  # annotator trust in training: off, exclude (below trust_threshold) or weight
+    trust_threshold: float = 0.4
     seed: int = 0  # which prompts are held out
 
 
@@ -54,6 +56,7 @@ def round_launch(*, taste: Taste, settings: LaunchSettings, start: bool = True) 
             label_quota=settings.label_quota, overlap=settings.overlap, eval_pair_quota=settings.eval_pair_quota,
             promotion_threshold=settings.promotion_threshold, guard_rails=settings.guard_rails,
             auto_advance=settings.auto_advance, training_config=training,
+            trust_mode=settings.trust_mode, trust_threshold=settings.trust_threshold,
             sampling_config={**sampling, "prompt_ids": train_ids, "eval_prompt_ids": heldout_ids},
         )
         if start:

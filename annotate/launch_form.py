@@ -58,6 +58,12 @@ class LaunchRoundForm(forms.Form):
     )
     auto_advance = forms.BooleanField(initial=True, required=False,
                                       help_text="Train and decide by itself once the quotas are met.")
+    trust_mode = forms.ChoiceField(
+        choices=[("off", "off"), ("exclude", "leave out annotators below the threshold"),
+                 ("weight", "weight each judgement by its annotator's trust")],
+        initial="off", required=False, help_text="Annotator trust (gold accuracy × agreement) in training.",
+    )
+    trust_threshold = forms.FloatField(initial=0.4, min_value=0, max_value=1, required=False)
 
     def __init__(self, *args, taste: Taste | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -99,6 +105,8 @@ class LaunchRoundForm(forms.Form):
             pair_quota=data["pair_quota"], label_quota=data["label_quota"], overlap=data["overlap"],
             eval_pair_quota=data["eval_pair_quota"], sampling=sampling, training=training,
             promotion_threshold=data["promotion_threshold"], guard_rails=rails, auto_advance=data["auto_advance"],
+            trust_mode=data.get("trust_mode") or "off",
+            trust_threshold=0.4 if data.get("trust_threshold") is None else data["trust_threshold"],
         )
 
 

@@ -9,7 +9,7 @@ from annotate.models import Assignment, Pair, Round, Taste, TrainingJob
 _OPEN_PAIRS_SQL = """
     SELECT p.id FROM {pair} p JOIN {round} r ON r.id = p.round_id
     WHERE p.taste_id = %(taste)s AND r.state = ANY(%(open_states)s) AND NOT r.paused
-      AND p.assigned_count < p.overlap AND {started}
+      AND p.assigned_count < p.overlap AND p.kind <> 'gold' AND {started}
       AND NOT EXISTS (
         SELECT 1 FROM {assignment} a WHERE a.pair_id = p.id AND a.annotator_id = %(annotator)s AND a.state <> 'expired'
       )
@@ -51,6 +51,7 @@ def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> 
         Pair.objects.filter(
             taste_id=taste_id, round__state__in=Round.OPEN_STATES, round__paused=False, assigned_count__lt=F("overlap")
         )
+        .exclude(kind=Pair.Kind.GOLD)
         .exclude(
             Exists(
                 Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(
@@ -63,6 +64,29 @@ def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> 
         .values_list("id", flat=True)
     )
     return pairs.filter(assigned_count__gt=0) if started else pairs.filter(assigned_count=0)
+
+
+def lock_gold_pairs(*, taste_id: int, annotator_id: int, limit: int) -> list[int]:
+    """Ids of up to `limit` gold pairs of a taste's open, unpaused rounds that this annotator never held (an expired
+    lease of their own aside), oldest first, locked FOR UPDATE SKIP LOCKED. Gold pairs never fill up (their
+    overlap is Pair.GOLD_OVERLAP): each annotator of the taste may get each one once."""
+    ids = (
+        Pair.objects.filter(
+            taste_id=taste_id, kind=Pair.Kind.GOLD, round__state__in=Round.OPEN_STATES, round__paused=False,
+            assigned_count__lt=F("overlap"),
+        )
+        .exclude(
+            Exists(
+                Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(
+                    state=Assignment.State.EXPIRED
+                )
+            )
+        )
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    return list(ids)
 
 
 def lock_assignment(*, assignment_id: int) -> QuerySet[Assignment]:
@@ -84,6 +108,15 @@ def lock_round_leases(*, round_id: int) -> QuerySet[Assignment]:
     return (
         Assignment.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(state=Assignment.State.LEASED, pair__round_id=round_id)
+        .order_by("id")
+    )
+
+
+def lock_taste_leases_of(*, taste_id: int, annotator_ids: list[int]) -> QuerySet[Assignment]:
+    """The live leases some annotators hold in a taste (they leave its cohort), skipping any a submission holds."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=Assignment.State.LEASED, pair__taste_id=taste_id, annotator_id__in=annotator_ids)
         .order_by("id")
     )
 

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -21,6 +22,13 @@ class Taste(models.Model):
     )
     current_checkpoint = models.ForeignKey(
         "Checkpoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    gold_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0), MaxValueValidator(0.5)],
+        help_text="Share of each annotator's pairs served from the taste's gold pairs (0 to 0.5).",
+    )
+    speed_floor_ms = models.PositiveIntegerField(
+        default=1500, help_text="Answers faster than this (ms) count as too fast on the annotator table."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -171,6 +179,15 @@ class Round(models.Model):
         default=dict, blank=True, help_text='e.g. {"adherence": {"max_drop": 0.05}}: checks that must not degrade.'
     )
     decision = models.JSONField(default=dict, blank=True, help_text="The promotion decision with its figures.")
+    # Annotator trust in training (annotate/agreement.trust_score): off, drop the judgements of annotators below
+    # the threshold, or weight every judgement by its annotator's trust (the export's weight column).
+    trust_mode = models.CharField(
+        max_length=8, choices=[("off", "off"), ("exclude", "exclude"), ("weight", "weight")], default="off"
+    )
+    trust_threshold = models.FloatField(
+        default=0.4, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="With trust mode exclude: annotators whose trust is below this are left out of training.",
+    )
     error = models.TextField(blank=True)
     failed_in = models.CharField(max_length=16, blank=True, help_text="The step a failed round stopped in.")
     # Sampling bookkeeping: the next (prompt, seed) index to hand out, and while a sample task holds the
@@ -239,12 +256,19 @@ class Pair(models.Model):
         EVAL = "eval"
         GOLD = "gold"
 
+    # A gold pair's overlap: it is served to every annotator once, so it never fills up.
+    GOLD_OVERLAP = 32767
+
     round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="pairs")
     taste = models.ForeignKey(Taste, on_delete=models.PROTECT, related_name="pairs")
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="pairs")
     image_a = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     image_b = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
+    # A gold pair's expected answer (kind gold): served to every annotator of the taste once, scored, never trained on.
+    gold_choice = models.CharField(
+        max_length=4, blank=True, default="", choices=[("a", "a"), ("b", "b"), ("tie", "tie")]
+    )
     # The seed that names this pair within its round (with prompt and kind): sampling it twice makes one pair.
     seed = models.BigIntegerField(null=True, blank=True)
     overlap = models.PositiveSmallIntegerField(default=2, help_text="Judgements this pair needs.")
@@ -257,6 +281,10 @@ class Pair(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=["train", "eval", "gold"]), name="pair_kind_valid"),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="pair_overlap_positive"),
+            models.CheckConstraint(
+                condition=(Q(kind="gold") & Q(gold_choice__in=["a", "b", "tie"])) | (~Q(kind="gold") & Q(gold_choice="")),
+                name="pair_gold_has_answer",
+            ),
             models.CheckConstraint(condition=Q(assigned_count__lte=F("overlap")), name="pair_not_over_assigned"),
             models.CheckConstraint(
                 condition=Q(judged_count__lte=F("assigned_count")), name="pair_judged_within_assigned"

@@ -73,7 +73,7 @@ _CLAIM_WRITES = f"""
 
 def _claim_new(*, annotator: AbstractBaseUser, taste: Taste, count: int, now: datetime) -> list[int]:
     with transaction.atomic():
-        pair_ids = scheduler.choose_pairs(scheduler.ClaimRequest(taste.pk, annotator.pk), count)
+        pair_ids = scheduler.choose_pairs(scheduler.ClaimRequest(taste.pk, annotator.pk, taste.gold_share), count)
         if not pair_ids:
             return []
         if connection.vendor != "postgresql":

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotate import locks
+from annotate import locks, trust
 from annotate.enqueue import TRAIN_ROUND, enqueue_on_commit
 from annotate.exports import ExportOptions, export_preferences
 from annotate.models import Checkpoint, Pair, Round, TrainingJob
@@ -75,9 +75,14 @@ def training_run_dir(job: TrainingJob, attempt: int) -> Path:
 
 
 def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
-    """The round's train judgements frozen into the file the trainer reads (ties dropped)."""
+    """The round's train judgements frozen into the file the trainer reads (ties dropped; gold pairs are never
+    train pairs). With the round's trust mode, untrusted annotators are left out or every row carries its
+    annotator's trust as its weight (annotate/trust.py)."""
     path = run_dir / "data" / "pairs.parquet"
-    export_preferences(ExportOptions(out=path, rounds=[job.round_id], kinds=[Pair.Kind.TRAIN], ties="drop"))
+    annotators, weights = trust.training_filter(round_=job.round)
+    export_preferences(ExportOptions(
+        out=path, rounds=[job.round_id], kinds=[Pair.Kind.TRAIN], ties="drop", annotators=annotators, weights=weights
+    ))
     return path
 
 

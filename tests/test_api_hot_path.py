@@ -57,7 +57,6 @@ def test_the_answers_keep_their_shape(taste, annotator):
     assert item == {
         "id": assignment.pk,
         "pair_id": assignment.pair_id,
-        "kind": "train",
         "round": assignment.pair.round_id,
         "prompt": assignment.pair.prompt.text,
         "left": {"url": left.file.url, "width": left.width, "height": left.height},

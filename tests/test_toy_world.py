@@ -98,3 +98,16 @@ def test_blank_image_has_no_shape():
     assert reading.shape is None and reading.colour is None
     assert reading.background == "flat" and reading.flatness == pytest.approx(1.0)
     assert not checkers.adherence(Image.new("RGB", (64, 64), (128, 128, 128)), "a red circle")
+
+
+def test_flat_and_textured_oracles_disagree_and_always_left_takes_the_left(labelled):
+    import random
+
+    from sampler.toy.oracles import judge
+
+    flat = next(image for image, meta in labelled if meta["background"] == "flat")
+    textured = next(image for image, meta in labelled if meta["background"] == "textured")
+    rng = random.Random(0)
+    assert judge("flat", flat, textured, rng=rng) == "left" and judge("flat", textured, flat, rng=rng) == "right"
+    assert judge("textured", flat, textured, rng=rng) == "right"
+    assert {judge("always_left", a, b, rng=rng) for a, b in [(flat, textured), (textured, flat)]} == {"left"}

@@ -120,3 +120,25 @@ def test_only_complete_states_count_and_pruning_keeps_the_newest(tmp_path):
     assert [s for s, _ in complete_states(states)] == [100, 200, 300]
     prune_states(states, keep=2)
     assert sorted(p.name for p in states.iterdir()) == ["step-000200", "step-000300"]
+
+
+def test_weights_are_read_and_draw_batches_in_proportion(tmp_path):
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.train import _batch_indices, pair_weights
+
+    rows = [{"caption": f"c{i}", "jpg_0": png_bytes((i, 0, 0)), "jpg_1": png_bytes((0, i, 0)), "label_0": 1.0,
+             "weight": w} for i, w in enumerate([1.0, 0.0, 3.0])]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "w.parquet")
+    pairs, _ = load_pairs(tmp_path / "w.parquet")
+    assert [p.weight for p in pairs] == [1.0, 0.0, 3.0]
+    assert pair_weights(load_pairs(write_pairs(tmp_path / "u.parquet", [1.0, 0.0]))[0]) is None  # no column: uniform
+    config = TrainConfig(batch_size=64)
+    drawn = torch.cat([_batch_indices(3, config, step, 0, 0, pair_weights(pairs)) for step in range(50)])
+    counts = torch.bincount(drawn, minlength=3).tolist()
+    assert counts[1] == 0 and 2.5 < counts[2] / counts[0] < 3.5
+    rows[0]["weight"] = rows[2]["weight"] = 0.0
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "z.parquet")
+    with pytest.raises(DatasetError, match="weight of 0"):
+        load_pairs(tmp_path / "z.parquet")

@@ -23,6 +23,7 @@ class PreferencePair:
     winner: Image.Image
     loser: Image.Image
     guidance: float | None
+    weight: float = 1.0  # how much the pair counts (the `weight` column: its annotators' trust)
 
 
 def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
@@ -40,7 +41,7 @@ def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}: not a Pick-a-Pic preference file.")
-    columns = [*REQUIRED_COLUMNS] + [c for c in ("guidance",) if c in table.column_names]
+    columns = [*REQUIRED_COLUMNS] + [c for c in ("guidance", "weight") if c in table.column_names]
     pairs, ties = [], 0
     for index, row in enumerate(table.select(columns).to_pylist()):
         label = row["label_0"]
@@ -57,11 +58,16 @@ def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
                 raise DatasetError(f"Row {index}: {column} {exc}.") from exc
             images.append(Image.open(io.BytesIO(row[column])).convert("RGB"))
         winner, loser = (images[0], images[1]) if label == 1 else (images[1], images[0])
-        pairs.append(PreferencePair(row["caption"], winner, loser, row.get("guidance")))
+        weight = 1.0 if row.get("weight") is None else row["weight"]
+        if not weight >= 0:
+            raise DatasetError(f"Row {index}: weight is {weight}; expected 0 or more.")
+        pairs.append(PreferencePair(row["caption"], winner, loser, row.get("guidance"), float(weight)))
     if not pairs and ties:
         raise DatasetError(f"{path} holds only ties ({ties}): there is no preference to learn.")
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
+    if not any(p.weight > 0 for p in pairs):
+        raise DatasetError(f"{path} gives every pair a weight of 0: there is nothing to learn from.")
     return pairs, ties
 
 

@@ -49,6 +49,7 @@ CHISEL_FIELDS = [
     pa.field("judgements", pa.int64()),  # judgements behind the row: 1, or the pair's count with --aggregate majority
     pa.field("duration_ms", pa.int64()),
     pa.field("shown_left", pa.int64()),  # 0 or 1: which image the annotator saw on the left
+    pa.field("weight", pa.float64()),  # the annotators' trust (1.0 unless the round weights by trust), averaged
 ]
 
 SCHEMA = pa.schema(PICKAPIC_FIELDS + CHISEL_FIELDS)

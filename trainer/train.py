@@ -91,6 +91,7 @@ def train(
     pipeline, family = _load(base, family_name, config, accelerator)
     resolution = config.resolution or train_pairs[0].winner.width
     encoded = _encode(family, train_pairs, resolution, config.guidance)
+    weights = pair_weights(train_pairs)
     heldout = _encode(family, heldout_pairs, resolution, config.guidance) if heldout_pairs else None
     _free_encoders(pipeline)
 
@@ -117,7 +118,8 @@ def train(
         for step in bar:
             for micro in range(config.gradient_accumulation):
                 with accelerator.accumulate(denoiser):
-                    batch = encoded.take(_batch_indices(len(encoded), config, step, micro, accelerator.process_index))
+                    batch = encoded.take(_batch_indices(len(encoded), config, step, micro, accelerator.process_index,
+                                                        weights))
                     noise = _generator(config, step, micro, accelerator.process_index)
                     terms, errors = _dpo_terms(family, denoiser, batch, config, noise, accelerator)
                     if not torch.isfinite(terms.loss):
@@ -268,8 +270,19 @@ def _generator(config: TrainConfig, step: int, micro: int, process: int = 0) -> 
     return torch.Generator().manual_seed(config.seed * 1_000_003 + step * 131 + micro + process * 1_000_000_007)
 
 
-def _batch_indices(size: int, config: TrainConfig, step: int, micro: int, process: int) -> torch.Tensor:
+def pair_weights(pairs: list[PreferencePair]) -> torch.Tensor | None:
+    """The pairs' weights (the dataset's `weight` column: annotator trust), or None when all are equal."""
+    weights = torch.tensor([p.weight for p in pairs], dtype=torch.float64)
+    return None if bool((weights == weights[0]).all()) else weights
+
+
+def _batch_indices(size: int, config: TrainConfig, step: int, micro: int, process: int,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """A batch of pair indices drawn with replacement: uniformly, or in proportion to the pairs' weights, so a pair
+    of weight w enters the loss w times as often as one of weight 1 in expectation (a weighted mean of the loss)."""
     generator = torch.Generator().manual_seed(config.seed * 7_919 + step * 257 + micro * 17 + process * 100_003)
+    if weights is not None:
+        return torch.multinomial(weights, min(config.batch_size, size), replacement=True, generator=generator)
     return torch.randint(0, size, (min(config.batch_size, size),), generator=generator)
 
 

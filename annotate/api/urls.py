@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.api import exports, rounds, views
+from annotate.api import annotators, exports, rounds, views
 
 urlpatterns = [
     path("assignments/next/", views.AssignmentNextApi.as_view(), name="assignment-next"),
@@ -12,6 +12,8 @@ urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
     path("tastes/", views.TasteListApi.as_view(), name="taste-list"),
     path("tastes/<slug:slug>/", views.TasteDetailApi.as_view(), name="taste-detail"),
+    path("tastes/<slug:slug>/annotators/", annotators.TasteAnnotatorsApi.as_view(), name="taste-annotators"),
+    path("pairs/<int:pair_id>/gold/", annotators.PairGoldApi.as_view(), name="pair-gold"),
     path("rounds/", rounds.RoundListApi.as_view(), name="round-list"),
     path("rounds/<int:round_id>/", rounds.RoundDetailApi.as_view(), name="round-detail"),
     path("exports/", exports.ExportCreateApi.as_view(), name="export-create"),

@@ -48,7 +48,6 @@ class AssignmentNextApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         pair_id = serializers.IntegerField()
-        kind = serializers.CharField(source="pair.kind")
         round = serializers.IntegerField(source="pair.round_id")
         prompt = serializers.CharField(source="pair.prompt.text")
         left = serializers.SerializerMethodField()
@@ -108,7 +107,6 @@ class AssignmentNextApi(APIView):
         return {
             "id": assignment.pk,
             "pair_id": assignment.pair_id,
-            "kind": pair.kind,
             "round": pair.round_id,
             "prompt": pair.prompt.text,
             "left": {"url": left.file.url, "width": left.width, "height": left.height},

@@ -16,13 +16,19 @@ def _textured(image: Image.Image) -> float:
     return 1.0 - read(image).flatness
 
 
+def _flat(image: Image.Image) -> float:
+    """The opposite camp to textured: the flatter the background, the better."""
+    return read(image).flatness
+
+
 def _dark(image: Image.Image) -> float:
     """The darker the whole image, the better."""
     return -float(np.asarray(image.convert("L"), dtype=np.float32).mean() / 255.0)
 
 
-SCORES: dict[str, Callable[[Image.Image], float]] = {"textured": _textured, "dark": _dark}
-ORACLES = (*SCORES, "random")
+SCORES: dict[str, Callable[[Image.Image], float]] = {"textured": _textured, "flat": _flat, "dark": _dark}
+# Careless annotators to test the lead's figures with: a coin, and one who always takes the left image.
+ORACLES = (*SCORES, "random", "always_left")
 
 
 def judge(oracle: str, left: Image.Image, right: Image.Image, *, noise: float = 0.0, rng: random.Random) -> str:
@@ -30,6 +36,8 @@ def judge(oracle: str, left: Image.Image, right: Image.Image, *, noise: float = 
     a coin decides between left and right instead."""
     if oracle not in ORACLES:
         raise ValueError(f"Unknown oracle {oracle!r}; choose from {', '.join(ORACLES)}.")
+    if oracle == "always_left":
+        return "left"
     if oracle == "random" or rng.random() < noise:
         return rng.choice(("left", "right"))
     score = SCORES[oracle]

@@ -47,9 +47,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", help="the running Chisel server (default: the URL `make demo` recorded in "
                                           f"var/demo-url, else {FALLBACK_URL})")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--duration-ms", type=int, default=2500,
+                            help="the time to answer each judgement reports (under the taste's speed floor: too fast)")
 
     def handle(self, *args, taste, oracle, annotators, noise, until_idle, until_decided, idle, timeout, poll, url,
-               seed, **options):
+               seed, duration_ms=2500, **options):
         taste_row = Taste.objects.filter(slug=taste).first()
         if taste_row is None:
             raise CommandError(f"There is no taste '{taste}'.")
@@ -60,6 +62,7 @@ class Command(BaseCommand):
         round_ = round_under_way(taste_row) if until_decided else None
         quiet = _quiet_http_logs()
         team = Team(url="", taste=taste, oracle=oracle, noise=noise, until_idle=until_idle, idle=idle)
+        team.duration_ms = max(0, duration_ms)
         try:
             team.url = server_check(url)  # before any user is made: nothing is left behind when no server answers
             tokens = [self.annotator_token(taste_row, f"sim-{oracle}-{index}") for index in range(annotators)]
@@ -207,6 +210,7 @@ class Team:
     def __init__(self, *, url: str, taste: str, oracle: str, noise: float, until_idle: bool, idle: float) -> None:
         self.url, self.taste, self.oracle, self.noise = url, taste, oracle, noise
         self.until_idle, self.idle = until_idle, idle
+        self.duration_ms = 2500
         self.stopped = threading.Event()
         self.counts: list[int] = []
         self.errors: list[str] = []
@@ -261,7 +265,7 @@ class Team:
                                for side in ("left", "right"))
                 choice = judge(self.oracle, left, right, noise=self.noise, rng=rng)
                 self.call(client, "POST", "/api/v1/judgements/", json={
-                    "assignment": item["id"], "choice": choice, "client_uuid": str(uuid.uuid4()), "duration_ms": 0,
+                    "assignment": item["id"], "choice": choice, "client_uuid": str(uuid.uuid4()), "duration_ms": self.duration_ms,
                 })
                 self.counts[index] += 1
 
