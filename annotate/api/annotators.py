@@ -110,7 +110,7 @@ class PairGoldApi(APIView):
         kind = serializers.CharField()
         gold_choice = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 404: ErrorSerializer})
     def put(self, request: Request, pair_id: int) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
