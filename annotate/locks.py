@@ -121,6 +121,15 @@ def lock_taste_leases_of(*, taste_id: int, annotator_ids: list[int]) -> QuerySet
     )
 
 
+def lock_leases_of(*, annotator_id: int) -> QuerySet[Assignment]:
+    """Every live lease an annotator holds (they log out), skipping any a submission holds right now."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=Assignment.State.LEASED, annotator_id=annotator_id)
+        .order_by("id")
+    )
+
+
 def lock_round(*, round_id: int) -> QuerySet[Round]:
     """One round, locked for a state change or a sampling reservation."""
     return Round.objects.select_for_update(of=("self",)).filter(pk=round_id)

@@ -378,12 +378,24 @@ def leases_release(*, round_id: int, idle: timedelta | None = None, now: datetim
         if idle is not None and leases:
             active = selectors.annotators_last_active(taste_id=leases[0][3], annotator_ids={a for _, _, a, _ in leases})
             leases = [lease for lease in leases if now - active[lease[2]] >= idle]
-        if not leases:
-            return 0
-        Assignment.objects.filter(pk__in=[a for a, *_ in leases]).update(state=Assignment.State.EXPIRED, closed_at=now)
-        for pair_id, released in sorted(Counter(p for _, p, *_ in leases).items()):
-            Pair.objects.filter(pk=pair_id).update(assigned_count=F("assigned_count") - released)
+        leases_expire(leases=[(a, p) for a, p, *_ in leases], now=now)
     return len(leases)
+
+
+def annotator_leases_release(*, annotator_id: int) -> int:
+    """Hand back every lease an annotator holds (they logged out: nobody will judge those pairs on that screen), so
+    a round need not wait for the leases to run out. Idempotent; returns how many were released."""
+    with transaction.atomic():
+        leases = list(locks.lock_leases_of(annotator_id=annotator_id).values_list("id", "pair_id"))
+        leases_expire(leases=leases, now=timezone.now())
+    return len(leases)
+
+
+def leases_expire(*, leases: list[tuple[int, int]], now: datetime) -> None:
+    """Expire locked leases, given as (assignment id, pair id), and give their slots back to their pairs."""
+    Assignment.objects.filter(pk__in=[a for a, _ in leases]).update(state=Assignment.State.EXPIRED, closed_at=now)
+    for pair_id, released in sorted(Counter(p for _, p in leases).items()):
+        Pair.objects.filter(pk=pair_id).update(assigned_count=F("assigned_count") - released)
 
 
 def taste_create(*, slug: str, name: str = "", description: str = "", guidelines: str = "") -> Taste:

@@ -1,15 +1,12 @@
 """Splitting a taste whose cohort holds two camps: a new taste for the chosen annotators, from the same checkpoint."""
 
-from collections import Counter
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from annotate import locks
+from annotate import locks, services
 from annotate.errors import DomainError
-from annotate.models import Assignment, Pair, Taste, TasteMembership
+from annotate.models import Taste, TasteMembership
 
 
 def taste_split(*, taste: Taste, slug: str, name: str, annotators: list[AbstractBaseUser]) -> Taste:
@@ -41,8 +38,5 @@ def taste_split(*, taste: Taste, slug: str, name: str, annotators: list[Abstract
         # Their leases in the old taste go back to its pool: nothing they judge reaches it after the split.
         leases = list(locks.lock_taste_leases_of(taste_id=taste.pk, annotator_ids=sorted(chosen))
                       .values_list("id", "pair_id"))
-        Assignment.objects.filter(pk__in=[a for a, _ in leases]).update(state=Assignment.State.EXPIRED,
-                                                                       closed_at=timezone.now())
-        for pair_id, released in sorted(Counter(p for _, p in leases).items()):
-            Pair.objects.filter(pk=pair_id).update(assigned_count=F("assigned_count") - released)
+        services.leases_expire(leases=leases, now=timezone.now())
     return new

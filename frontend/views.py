@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from annotate import selectors
+from annotate import selectors, services
 from annotate.access import access_taste_for_annotation, user_is_lead
 from annotate.errors import DomainError
 from annotate.models import Judgement
@@ -61,3 +61,8 @@ class LogoutView(auth_views.LogoutView):
         if not request.user.is_authenticated:
             return redirect("login")
         return render(request, "registration/logout_confirm.html")
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated:  # the pairs on this screen go back to the pool at once
+            services.annotator_leases_release(annotator_id=request.user.pk)
+        return super().post(request, *args, **kwargs)

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from annotate.models import Judgement, Round, Taste
+from annotate.models import Assignment, Judgement, Pair, Round, Taste
 from tests.conftest import make_annotator, make_round
 from tests.test_annotate_page import drained, log_in, next_after, page, shown, taste  # noqa: F401
 
@@ -53,10 +53,17 @@ def test_the_page_says_the_worker_is_sampling_when_the_annotator_judged_everythi
     expect(page.locator("#empty")).to_contain_text("Waiting for the worker: new pairs are being sampled.")
 
 
-def test_the_judging_page_logs_out(page, taste):
-    log_in(page, make_annotator(taste))
+def test_the_judging_page_logs_out_and_hands_its_pairs_back(page, taste):
+    make_round(taste, pairs=5, overlap=1)
+    annotator = make_annotator(taste)
+    log_in(page, annotator)
+    shown(page)
+    assert Assignment.objects.filter(annotator=annotator, state="leased").count() == 4  # on screen and 3 ahead
     page.click("#logout button")
     page.wait_for_url("**/login/")
+    # Nobody will judge the pairs that were on that screen: they go back to the pool now, not when leases run out.
+    assert not Assignment.objects.filter(annotator=annotator, state="leased").exists()
+    assert sum(Pair.objects.values_list("assigned_count", flat=True)) == 0
     page.goto("/annotate/portraits/")
     page.wait_for_url("**/login/?next=/annotate/portraits/")
 

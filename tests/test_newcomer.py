@@ -118,6 +118,9 @@ def test_a_newcomer_walks_the_readme_on_the_demo(demo, browser):
         alice.wait_for_function(f"document.getElementById('stage').dataset.assignment !== '{shown}'"
                                 " || !document.getElementById('empty').hidden", timeout=60000)
     expect(alice.locator("#pending")).to_be_hidden(timeout=30000)
+    # She logs out: the pairs her page held ahead go back to the pool (else the round waits for their leases).
+    alice.click("#logout button")
+    alice.wait_for_url("**/login/")
     alice.context.close()
 
     # Finish round 1 with simulated annotators: it trains, evaluates and decides.
