@@ -105,12 +105,16 @@ def test_import_refuses_unknown_flags_and_long_captions(taste, tmp_path):
             "label_0": [1.0, 0.0], "flags_0": [["waxy_skin"], ["made_up"]], "flags_1": [[], []]}
     path = tmp_path / "prefs.parquet"
     pq.write_table(pa.table(rows), path)
-    from annotate.imports import ImportRejected, validate_rows
+    from django.core.management import CommandError, call_command
 
-    with pytest.raises(ImportRejected) as rejected:
-        validate_rows(path)
-    columns = {column for _, column, _ in rejected.value.problems}
-    assert columns == {"caption", "flags_0"}
+    from annotate.models import Judgement
+
+    with pytest.raises(CommandError) as refused:
+        call_command("import_preferences", str(path), "--taste", taste.slug, "--source", "bad")
+    message = str(refused.value)
+    assert "row 1: caption has 1001 characters" in message and "row 1: flags_0 has unknown flags made_up" in message
+    assert "row 0" not in message
+    assert not Judgement.objects.exists()
 
 
 @pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
