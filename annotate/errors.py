@@ -35,3 +35,10 @@ class AssignmentClosed(DomainError):
 class DuplicateClientUuid(DomainError):
     code = "duplicate_client_uuid"
     status = 409
+
+
+class RoundClosed(DomainError):
+    """The pair's round no longer takes labels of its kind (its dataset froze, or its decision was made)."""
+
+    code = "round_closed"
+    status = 409
