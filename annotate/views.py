@@ -1,11 +1,12 @@
 """Non-API views of the annotation app: authenticated, long-cached image files."""
 
+import io
 import mimetypes
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest
 from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
 
@@ -28,7 +29,7 @@ def serve_media(request: HttpRequest, path: str) -> FileResponse:
     if full_path.suffix == ".png":  # files stored before image_store stripped them may still carry a record
         from annotate.images import png_strip
 
-        response = HttpResponse(png_strip(full_path.read_bytes()), content_type="image/png")
+        response = FileResponse(io.BytesIO(png_strip(full_path.read_bytes())), content_type="image/png")
     else:
         response = FileResponse(full_path.open("rb"), content_type=mimetypes.guess_type(full_path.name)[0])
     response["Cache-Control"] = "private, max-age=31536000, immutable"
