@@ -1,7 +1,7 @@
 """Every row lock of the app, in one place, each in primary-key order so lock order is fixed."""
 
 from django.db import connection
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, When
+from django.db.models import BigIntegerField, Case, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, When
 
 from annotate.models import Assignment, Pair, Round, Taste, TrainingJob
 
@@ -72,8 +72,11 @@ def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> 
             | (~Q(round__state=Round.State.EVALUATING) & Q(held_back=False))
         )
         .select_for_update(skip_locked=True, of=("self",))
-        .annotate(mixed=Case(When(round__state=Round.State.EVALUATING, then=F("id") * MIX_FACTOR % MIX_MODULUS),
-                             default=F("id")))
+        .annotate(mixed=Case(
+            When(round__state=Round.State.EVALUATING,
+                 then=ExpressionWrapper(F("id") * MIX_FACTOR % MIX_MODULUS, output_field=BigIntegerField())),
+            default=F("id"), output_field=BigIntegerField(),
+        ))
         .order_by("mixed", "id")
         .values_list("id", flat=True)
     )

@@ -64,7 +64,8 @@ def round_advance_now(*, round_id: int) -> bool:
     with transaction.atomic():
         if not Round.objects.filter(pk=round_id, state=S.ANNOTATING).exists():
             return False
-        if not Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.TRAIN, pair__held_back=False).exists():
+        trainable = Q(pair__round_id=round_id, pair__kind=Pair.Kind.TRAIN, pair__held_back=False)
+        if not Judgement.objects.filter(trainable).exists():
             raise DomainError("No train label is in yet: there is nothing to train on.")
         services.leases_release(round_id=round_id)
         return round_train(round_id=round_id)

@@ -219,9 +219,9 @@ def _submit_guarded(
     judgement_id, pair_id, stored_choice, left_is_a = row
     flags_a, flags_b = (flags_left, flags_right) if left_is_a else (flags_right, flags_left)
     judgement = Judgement(
-        id=judgement_id, assignment=Assignment(pk=assignment_id, left_is_a=left_is_a), pair_id=pair_id, annotator_id=annotator.pk,
-        client_uuid=client_uuid, choice=stored_choice, flags_a=flags_a, flags_b=flags_b, duration_ms=duration_ms,
-        created_at=now, amended_at=None, amendments=0,
+        id=judgement_id, assignment=Assignment(pk=assignment_id, left_is_a=left_is_a), pair_id=pair_id,
+        annotator_id=annotator.pk, client_uuid=client_uuid, choice=stored_choice, flags_a=flags_a, flags_b=flags_b,
+        duration_ms=duration_ms, created_at=now, amended_at=None, amendments=0,
     )  # fmt: skip
     judgement._state.adding, judgement._state.db = False, connection.alias
     return judgement

@@ -1,6 +1,7 @@
 """Blind evaluation: an annotator who tries everything the API and the image bytes give cannot tell the child's
 side, nor an eval pair from a train pair."""
 
+import hashlib
 import io
 import struct
 import uuid
@@ -15,7 +16,7 @@ from scipy.stats import binomtest
 from annotate import loop
 from annotate.images import image_store, png_strip
 from annotate.models import Assignment, BaseModel, Checkpoint, Image, Pair, Prompt, Round
-from annotate.sampling import checkpoint_spec, round_eval_inputs, round_store_eval_pairs
+from annotate.sampling import round_eval_inputs, round_store_eval_pairs
 from sampler.generate import encode_png
 from sampler.pairs import sample_eval_pairs
 from tests.conftest import client_for, make_annotator, png_bytes
@@ -165,8 +166,6 @@ def test_stored_and_served_pngs_carry_only_their_pixels_and_the_record_stays_in_
     assert b"/srv" not in stored and b"chisel" not in stored
     assert PILImage.open(io.BytesIO(stored)).tobytes() == pixels.tobytes()  # lossless
     assert Image.objects.get(pk=image.pk).params == record
-    import hashlib
-
     assert image.sha256 == hashlib.sha256(stored).hexdigest() and image.sha256 in image.file.name
 
 

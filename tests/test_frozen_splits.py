@@ -7,12 +7,11 @@ import uuid
 import pytest
 from PIL import Image as PILImage
 
-from annotate import loop
+from annotate import loop, services
 from annotate.errors import DomainError
 from annotate.launch import LaunchSettings, round_launch, taste_base_checkpoint
 from annotate.models import Assignment, Judgement, Pair, Round
 from annotate.sampling import round_prompt_ids, round_reserve_samples
-from annotate import services
 from tests.conftest import client_for, make_round
 from trainer.data import PreferencePair, heldout_indices
 
@@ -86,7 +85,8 @@ def test_judgements_after_the_dataset_froze_or_the_decision_are_refused_with_rou
     Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING)  # the dataset froze
     late = submit(annotator, items[1]["id"])
     assert late.status_code == 409 and late.json()["code"] == "round_closed"
-    amended = client_for(annotator).put(f"/api/v1/assignments/{items[0]['id']}/judgement/", {"choice": "right"}, format="json")
+    amended = client_for(annotator).put(f"/api/v1/assignments/{items[0]['id']}/judgement/", {"choice": "right"},
+                                        format="json")
     assert amended.status_code == 409 and amended.json()["code"] == "round_closed"
     assert Judgement.objects.get().choice == ("a" if Assignment.objects.get(pk=items[0]["id"]).left_is_a else "b")
     assert Judgement.objects.count() == 1

@@ -164,7 +164,9 @@ class JudgementCreateApi(APIView):
     def output(judgement: Judgement) -> dict:
         """OutputSerializer's shape as a plain dict (this runs on every submission)."""
         left_is_a = judgement.assignment.left_is_a
-        flags_left, flags_right = (judgement.flags_a, judgement.flags_b) if left_is_a else (judgement.flags_b, judgement.flags_a)
+        flags_left, flags_right = (
+            (judgement.flags_a, judgement.flags_b) if left_is_a else (judgement.flags_b, judgement.flags_a)
+        )
         return {
             "id": judgement.pk,
             "assignment": judgement.assignment_id,
