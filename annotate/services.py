@@ -233,7 +233,7 @@ _SUBMIT = f"""
         WHERE id = %(assignment)s AND annotator_id = %(annotator)s AND state = 'leased' AND lease_expires_at > %(now)s
           AND EXISTS (
             SELECT 1 FROM {Pair._meta.db_table} p JOIN {Round._meta.db_table} r ON r.id = p.round_id
-            WHERE p.id = pair_id AND {{takes_labels}}
+            WHERE p.id = {Assignment._meta.db_table}.pair_id AND {{takes_labels}}
           )
         RETURNING id, pair_id, left_is_a
     ), judged AS (
@@ -254,28 +254,32 @@ _SUBMIT = f"""
 """
 # When a round takes labels for a pair (round_takes_labels in SQL, over pair p and round r).
 _TAKES_LABELS = """CASE
-    WHEN p.kind = 'train' AND NOT p.held_back THEN r.state IN ('sampling', 'annotating')
-    WHEN p.kind = 'eval' OR p.held_back THEN r.state = 'evaluating'
+    WHEN p.kind = 'train' AND NOT p.held_back
+        THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) IN ('sampling', 'annotating')
+    WHEN p.kind = 'eval' OR p.held_back
+        THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) = 'evaluating'
     ELSE r.state IN ('sampling', 'annotating', 'evaluating') END"""
 _SUBMIT = _SUBMIT.replace("{takes_labels}", _TAKES_LABELS)
 
 
-def round_takes_labels(*, pair: Pair, round_state: str) -> bool:
+def round_takes_labels(*, pair: Pair, round_state: str, failed_in: str = "") -> bool:
     """Whether a judgement of `pair` may still be recorded: train pairs until the round's dataset freezes (it
-    leaves annotating), eval and held-back train pairs while it evaluates (until its decision); other kinds
-    while it is open. Later ones would change figures already used, so they are refused (`RoundClosed`)."""
+    leaves annotating), eval and held-back train pairs while it evaluates (until its decision), also while the
+    round is failed in that step (a retry resumes it); other kinds while it is open. Later ones would change
+    figures already used, so they are refused (`RoundClosed`)."""
+    step = failed_in if round_state == Round.State.FAILED else round_state
     if pair.kind == Pair.Kind.TRAIN and not pair.held_back:
-        return round_state in (Round.State.SAMPLING, Round.State.ANNOTATING)
+        return step in (Round.State.SAMPLING, Round.State.ANNOTATING)
     if pair.kind == Pair.Kind.EVAL or pair.held_back:
-        return round_state == Round.State.EVALUATING
+        return step == Round.State.EVALUATING
     return round_state in Round.OPEN_STATES
 
 
 def _check_round_takes_labels(assignment: Assignment) -> None:
-    pair = Pair.objects.select_related("round").only("kind", "held_back", "round__state", "round__number").get(
-        pk=assignment.pair_id
-    )
-    if not round_takes_labels(pair=pair, round_state=pair.round.state):
+    pair = Pair.objects.select_related("round").only(
+        "kind", "held_back", "round__state", "round__failed_in", "round__number"
+    ).get(pk=assignment.pair_id)
+    if not round_takes_labels(pair=pair, round_state=pair.round.state, failed_in=pair.round.failed_in):
         raise RoundClosed(
             f"Round {pair.round.number} no longer takes this judgement (it is {pair.round.state}: its figures are "
             "fixed); nothing was recorded. On to the next pair."

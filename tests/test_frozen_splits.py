@@ -79,17 +79,21 @@ def claim(user, taste, n=1):
 
 
 def test_judgements_after_the_dataset_froze_or_the_decision_are_refused_with_round_closed(taste, annotator):
-    round_ = make_round(taste, pairs=4, overlap=1)
-    items = claim(annotator, taste, 4)
+    round_ = make_round(taste, pairs=5, overlap=1)
+    items = claim(annotator, taste, 5)
     assert submit(annotator, items[0]["id"]).status_code == 201
-    Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING)  # the dataset froze
+    # A round failed while annotating (its sampler broke) still takes train labels: a retry resumes that step.
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.FAILED, failed_in=Round.State.ANNOTATING)
+    assert submit(annotator, items[4]["id"]).status_code == 201
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING, failed_in="")  # the dataset froze
     late = submit(annotator, items[1]["id"])
     assert late.status_code == 409 and late.json()["code"] == "round_closed"
     amended = client_for(annotator).put(f"/api/v1/assignments/{items[0]['id']}/judgement/", {"choice": "right"},
                                         format="json")
     assert amended.status_code == 409 and amended.json()["code"] == "round_closed"
-    assert Judgement.objects.get().choice == ("a" if Assignment.objects.get(pk=items[0]["id"]).left_is_a else "b")
-    assert Judgement.objects.count() == 1
+    first = Judgement.objects.get(assignment_id=items[0]["id"])
+    assert first.choice == ("a" if Assignment.objects.get(pk=items[0]["id"]).left_is_a else "b")
+    assert Judgement.objects.count() == 2
     # An eval pair is judged while the round evaluates, and not once its decision is made.
     Round.objects.filter(pk=round_.pk).update(state=Round.State.EVALUATING)
     Pair.objects.filter(pk=Assignment.objects.get(pk=items[2]["id"]).pair_id).update(kind=Pair.Kind.EVAL)
@@ -98,7 +102,7 @@ def test_judgements_after_the_dataset_froze_or_the_decision_are_refused_with_rou
     Round.objects.filter(pk=round_.pk).update(state=Round.State.DONE)
     closed = submit(annotator, items[3]["id"])
     assert closed.status_code == 409 and closed.json()["code"] == "round_closed"
-    assert Judgement.objects.count() == 2
+    assert Judgement.objects.count() == 3
 
 
 def test_the_label_quota_counts_decisive_labels(taste, annotator, other_annotator):
