@@ -102,7 +102,9 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
             reasons.append("the lead to advance it: its labels are in and auto-advance is off")
         elif done < total:
             slots, can_come = _open_slots(round_, progress)
-            reasons.append(f"{_plural(total - done, 'more train label')} ({done} of {total} in); {slots}")
+            answers = progress["annotation"].get("all", done)  # the quota counts decisive labels only
+            undecided = f"; {answers - done} ties and both-bad not counted" if answers > done else ""
+            reasons.append(f"{_plural(total - done, 'more train label')} ({done} of {total} in{undecided}); {slots}")
     elif round_.state == S.EVALUATING:
         evaluation = progress["evaluation"]
         if evaluation["pairs"] < round_.eval_pair_quota:

@@ -40,3 +40,10 @@ class DuplicateClientUuid(DomainError):
 class TooManyExports(DomainError):
     code = "too_many_exports"
     status = 429
+
+
+class RoundClosed(DomainError):
+    """The pair's round no longer takes labels of its kind (its dataset froze, or its decision was made)."""
+
+    code = "round_closed"
+    status = 409

@@ -49,7 +49,7 @@ def round_launch(*, taste: Taste, settings: LaunchSettings, start: bool = True) 
         taste = locks.lock_taste(taste_id=taste.pk).select_related("current_checkpoint__base_model").get()
         _check(taste, settings)
         sampling, training = _resolved(taste, settings)
-        train_ids, heldout_ids = _prompts(settings)
+        train_ids, heldout_ids = _prompts(settings, taste=taste)
         round_ = Round.objects.create(
             taste=taste, number=(taste.rounds.order_by("-number").values_list("number", flat=True).first() or 0) + 1,
             parent_checkpoint=taste.current_checkpoint, pair_quota=settings.pair_quota,
@@ -130,8 +130,24 @@ def launch_warnings(*, taste: Taste, settings: LaunchSettings) -> list[str]:
     return launch_settings.unusual(_bounded_values(settings, sampling, training), family=base.kind, defaults=defaults)
 
 
-def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
-    """(train, held-out) prompt ids; the held-out ones are marked so and never sampled for training."""
+def taste_prompt_history(*, taste: Taste) -> tuple[set[int], set[int]]:
+    """(trained, held out): the prompts earlier rounds of the taste sampled train pairs on, and those they
+    evaluated on. Any round that got past its draft counts (its child, or a later one, may descend from it)."""
+    trained: set[int] = set()
+    held: set[int] = set()
+    for config in taste.rounds.exclude(state=Round.State.DRAFT).values_list("sampling_config", flat=True):
+        trained |= set((config or {}).get("prompt_ids") or [])
+        held |= set((config or {}).get("eval_prompt_ids") or [])
+    return trained, held
+
+
+def _prompts(settings: LaunchSettings, *, taste: Taste) -> tuple[list[int], list[int]]:
+    """(train, held-out) prompt ids, which the round keeps from launch on (sampling reads its own lists).
+
+    A prompt that an earlier round of the taste held out stays held out, and one it trained on is never held
+    out: the lineage is never evaluated on a prompt any ancestor trained on. The other prompts are split by
+    `heldout_share`. `Prompt.split` is set for information only (the last launch's view); nothing reads it
+    back for a launched round."""
     ids = set(settings.prompt_ids)
     if settings.tags:
         ids |= set(prompt_ids_tagged(settings.tags))
@@ -145,10 +161,23 @@ def _prompts(settings: LaunchSettings) -> tuple[list[int], list[int]]:
         raise DomainError(f"Unknown prompt ids: {', '.join(map(str, missing))}.")
     if len(known) < 2:
         raise DomainError("A round needs at least two prompts: one to train on and one held out to evaluate.")
-    ordered = sorted(known)
+    trained_before, held_before = taste_prompt_history(taste=taste)
+    fixed_held, fixed_train = known & held_before, (known & trained_before) - held_before
+    ordered = sorted(known - fixed_held - fixed_train)
     random.Random(settings.seed).shuffle(ordered)
-    held = max(1, round(len(ordered) * settings.heldout_share))
-    heldout, train = sorted(ordered[:held]), sorted(ordered[held:])
+    held = max(0 if fixed_held else 1, round(len(known) * settings.heldout_share) - len(fixed_held))
+    held = min(held, len(ordered) - (0 if fixed_train else 1)) if ordered else 0
+    heldout, train = sorted(fixed_held | set(ordered[:held])), sorted(fixed_train | set(ordered[held:]))
+    if not heldout:
+        raise DomainError(
+            f"Every prompt of this round was trained on by an earlier round of '{taste.slug}': add prompts it "
+            "never trained on, to hold out and evaluate on."
+        )
+    if not train:
+        raise DomainError(
+            f"Every prompt of this round is held out by earlier rounds of '{taste.slug}' (they evaluate its "
+            "lineage and are never trained on): add prompts to train on."
+        )
     Prompt.objects.filter(pk__in=heldout).update(split=Prompt.Split.HELDOUT)
     Prompt.objects.filter(pk__in=train).update(split=Prompt.Split.TRAIN)
     return train, heldout

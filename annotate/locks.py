@@ -1,7 +1,7 @@
 """Every row lock of the app, in one place, each in primary-key order so lock order is fixed."""
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import BigIntegerField, Case, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, When
 
 from annotate.models import Assignment, Pair, Round, Taste, TrainingJob
 
@@ -10,17 +10,23 @@ _OPEN_PAIRS_SQL = """
     SELECT p.id FROM {pair} p JOIN {round} r ON r.id = p.round_id
     WHERE p.taste_id = %(taste)s AND r.state = ANY(%(open_states)s) AND NOT r.paused
       AND p.assigned_count < p.overlap AND p.kind <> 'gold' AND {started}
+      AND CASE WHEN r.state = 'evaluating' THEN (p.kind <> 'train' OR p.held_back) ELSE NOT p.held_back END
       AND NOT EXISTS (
         SELECT 1 FROM {assignment} a WHERE a.pair_id = p.id AND a.annotator_id = %(annotator)s AND a.state <> 'expired'
       )
-    ORDER BY p.id LIMIT %(limit)s
+    ORDER BY CASE WHEN r.state = 'evaluating' THEN (p.id * {mix_factor}) %% {mix_modulus} ELSE p.id END, p.id
+    LIMIT %(limit)s
     FOR UPDATE OF p SKIP LOCKED
 """
 _OPEN_STATES = [str(state) for state in Round.OPEN_STATES]
+# An evaluating round hands out its eval pairs and held-back train pairs in a scrambled but fixed order (a
+# multiplicative hash of the id), so neither kind comes first: creation order would tell them apart.
+MIX_FACTOR, MIX_MODULUS = 2654435761, 4294967311
 _OPEN_PAIRS = {
     started: _OPEN_PAIRS_SQL.format(
         pair=Pair._meta.db_table, round=Round._meta.db_table, assignment=Assignment._meta.db_table,
-        started="p.assigned_count > 0" if started else "p.assigned_count = 0",
+        started="p.assigned_count > 0" if started else "p.assigned_count = 0", mix_factor=MIX_FACTOR,
+        mix_modulus=MIX_MODULUS,
     )
     for started in (True, False)
 }
@@ -30,6 +36,9 @@ def lock_open_pairs(*, taste_id: int, annotator_id: int, started: bool, limit: i
     """Ids of up to `limit` pairs of a taste's open, unpaused rounds that still need annotators and that this
     annotator may take, oldest first, locked FOR UPDATE SKIP LOCKED so concurrent claims pass over each other
     instead of waiting.
+
+    An evaluating round offers its eval pairs and its held-back train pairs, mixed (MIX_FACTOR); the other
+    open states offer train pairs that are not held back.
 
     `started` picks pairs that someone already holds or judged (True) or untouched ones (False). An expired
     lease of this annotator's own may be taken up again; anything else they hold or held may not. Plain SQL:
@@ -59,8 +68,17 @@ def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> 
                 )
             )
         )
+        .filter(
+            (Q(round__state=Round.State.EVALUATING) & (~Q(kind=Pair.Kind.TRAIN) | Q(held_back=True)))
+            | (~Q(round__state=Round.State.EVALUATING) & Q(held_back=False))
+        )
         .select_for_update(skip_locked=True, of=("self",))
-        .order_by("id")
+        .annotate(mixed=Case(
+            When(round__state=Round.State.EVALUATING,
+                 then=ExpressionWrapper(F("id") * MIX_FACTOR % MIX_MODULUS, output_field=BigIntegerField())),
+            default=F("id"), output_field=BigIntegerField(),
+        ))
+        .order_by("mixed", "id")
         .values_list("id", flat=True)
     )
     return pairs.filter(assigned_count__gt=0) if started else pairs.filter(assigned_count=0)

@@ -65,7 +65,8 @@ def round_advance_now(*, round_id: int) -> bool:
     with transaction.atomic():
         if not Round.objects.filter(pk=round_id, state=S.ANNOTATING).exists():
             return False
-        if not Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.TRAIN).exists():
+        trainable = Q(pair__round_id=round_id, pair__kind=Pair.Kind.TRAIN, pair__held_back=False)
+        if not Judgement.objects.filter(trainable).exists():
             raise DomainError("No train label is in yet: there is nothing to train on.")
         services.leases_release(round_id=round_id)
         return round_train(round_id=round_id)
@@ -173,13 +174,19 @@ def _advance_one(round_: Round) -> bool:
 def round_progress(*, round_id: int) -> dict:
     """Where the round stands, step by step, as counts against quotas (the cockpit polls this)."""
     round_ = Round.objects.get(pk=round_id)
+    trainable = Q(kind=Pair.Kind.TRAIN, held_back=False)
     pairs = Pair.objects.filter(round_id=round_id).aggregate(
-        train=Count("id", filter=Q(kind=Pair.Kind.TRAIN)),
+        train=Count("id", filter=trainable),
+        kept_back=Count("id", filter=Q(kind=Pair.Kind.TRAIN, held_back=True)),
         eval=Count("id", filter=Q(kind=Pair.Kind.EVAL)),
-        open_train=Count("id", filter=Q(kind=Pair.Kind.TRAIN, judged_count__lt=F("overlap"))),
+        open_train=Count("id", filter=trainable & Q(judged_count__lt=F("overlap"))),
     )
+    train_label = Q(pair__kind=Pair.Kind.TRAIN, pair__held_back=False)
     labels = Judgement.objects.filter(pair__round_id=round_id).aggregate(
-        train=Count("id", filter=Q(pair__kind=Pair.Kind.TRAIN)), eval=Count("id", filter=Q(pair__kind=Pair.Kind.EVAL)),
+        train=Count("id", filter=train_label),
+        decisive=Count("id", filter=train_label & Q(choice__in=(Judgement.Choice.A, Judgement.Choice.B))),
+        kept_back=Count("id", filter=Q(pair__kind=Pair.Kind.TRAIN, pair__held_back=True)),
+        eval=Count("id", filter=Q(pair__kind=Pair.Kind.EVAL)),
     )
     job = round_.training_jobs.order_by("-id").first()
     win = round_eval_counts(round_id=round_id) if labels["eval"] else None
@@ -187,7 +194,11 @@ def round_progress(*, round_id: int) -> dict:
         "id": round_.pk, "state": round_.state, "paused": round_.paused, "error": round_.error,
         "failed_in": round_.failed_in, "auto_advance": round_.auto_advance,
         "sampling": {"done": pairs["train"], "total": round_.pair_quota},
-        "annotation": {"done": labels["train"], "total": round_.label_quota},
+        # The quota counts decisive labels (training drops ties and both-bad); `all` counts every answer.
+        "annotation": {"done": labels["decisive"], "all": labels["train"], "total": round_.label_quota},
+        # Train pairs kept back for the evaluation phase (offered mixed with the eval pairs, blind); their labels
+        # come after the dataset froze and are counted here only.
+        "held_back": {"pairs": pairs["kept_back"], "labels": labels["kept_back"]},
         "open_train_pairs": pairs["open_train"],
         "training": {
             "done": job.step if job else 0, "total": job.steps if job else 0, "state": job.state if job else "",

@@ -272,6 +272,9 @@ class Pair(models.Model):
     # The seed that names this pair within its round (with prompt and kind): sampling it twice makes one pair.
     seed = models.BigIntegerField(null=True, blank=True)
     overlap = models.PositiveSmallIntegerField(default=2, help_text="Judgements this pair needs.")
+    # A train pair kept back from annotation until the round evaluates, then offered mixed with its eval pairs
+    # so that nothing in time tells them apart; its labels come after the dataset froze and are kept apart.
+    held_back = models.BooleanField(default=False, editable=False)
     # Live leases plus judgements; kept by the services, bounded by the constraints below.
     assigned_count = models.PositiveSmallIntegerField(default=0, editable=False)
     judged_count = models.PositiveSmallIntegerField(default=0, editable=False)

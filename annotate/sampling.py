@@ -54,12 +54,24 @@ def round_sample_params(round_: Round) -> SampleParams:
 
 
 def round_prompt_ids(round_: Round) -> list[int]:
-    """The train prompts of the round, in a fixed order."""
+    """The train prompts of the round, in a fixed order: the list it was launched with (`Prompt.split`, which
+    a later launch may rewrite, has no say); a round recorded without one samples every train-split prompt."""
     ids = round_.sampling_config.get("prompt_ids")
-    prompts = Prompt.objects.filter(split=Prompt.Split.TRAIN)
-    if ids is not None:
-        prompts = prompts.filter(pk__in=ids)
-    return list(prompts.order_by("id").values_list("id", flat=True))
+    if ids is None:
+        return list(Prompt.objects.filter(split=Prompt.Split.TRAIN).order_by("id").values_list("id", flat=True))
+    return sorted(Prompt.objects.filter(pk__in=ids).values_list("id", flat=True))
+
+
+def round_holdback(round_: Round) -> int:
+    """How many train pairs the round keeps back for its evaluation phase: as many as it has eval pairs (at
+    most its pair quota), so that half of what annotators judge while it evaluates is train pairs."""
+    return min(round_.eval_pair_quota, round_.pair_quota)
+
+
+def is_held_back(round_: Round, index: int) -> bool:
+    """Whether the round's `index`-th train request (its seed) is held back: every other one, from the start,
+    until round_holdback are (so they are sampled early, among the others, and from the same parent)."""
+    return index % 2 == 1 and index < 2 * round_holdback(round_)
 
 
 def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> SampleJob | None:
@@ -79,7 +91,7 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
         low_water = config.get("low_water", DEFAULT_LOW_WATER)
         wanted = min(
             low_water - round_open_pairs_least(round_=round_, now=now),
-            round_.pair_quota - made,
+            round_.pair_quota + round_holdback(round_) - made,
             config.get("batch", DEFAULT_BATCH),
         )
         prompt_ids = round_prompt_ids(round_)
@@ -103,7 +115,8 @@ def round_refill(*, round_id: int) -> int:
 def round_open_pairs_least(*, round_: Round, now: datetime) -> int:
     """The fewest open pairs anyone can be given: the round's open pairs, or, if fewer, those that an
     annotator who lately found nothing to judge may take (the rest may be pairs they judged already)."""
-    counts = [Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, assigned_count__lt=F("overlap")).count()]
+    counts = [Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, held_back=False,
+                                  assigned_count__lt=F("overlap")).count()]
     for annotator_id in waiting.waiting_annotator_ids(taste_id=round_.taste_id, now=now):
         counts.append(waiting.open_pairs_for(round_id=round_.pk, annotator_id=annotator_id).count())
     return min(counts)
@@ -148,6 +161,7 @@ def round_store_pairs(*, round_id: int, requests, sampled: list[SampledPair]) ->
                 Pair.objects.create(
                     round=round_, taste_id=round_.taste_id, prompt_id=prompt_id, image_a=images[0], image_b=images[1],
                     kind=Pair.Kind.TRAIN, seed=pair.request.seed, overlap=round_.overlap,
+                    held_back=is_held_back(round_, pair.request.seed),
                 )
             created += 1
         except IntegrityError:

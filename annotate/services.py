@@ -18,8 +18,8 @@ from rest_framework.authtoken.models import Token
 
 from annotate import locks, roles, scheduler, selectors
 from annotate.access import access_own_assignment
-from annotate.errors import AssignmentClosed, DomainError, DuplicateClientUuid, LeaseExpired
-from annotate.models import Assignment, Judgement, Pair, Taste, TasteMembership
+from annotate.errors import AssignmentClosed, DomainError, DuplicateClientUuid, LeaseExpired, RoundClosed
+from annotate.models import Assignment, Judgement, Pair, Round, Taste, TasteMembership
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad")  # as the annotator saw the screen
 FLAGS = tuple(Judgement.Flag.values)
@@ -157,6 +157,11 @@ def judgement_submit(
                 return _replay_or_refuse(
                     client_uuid=client_uuid, annotator=annotator, assignment=assignment, assignment_id=assignment_id
                 ), False
+            if Judgement.objects.filter(client_uuid=client_uuid).exists():
+                return _replay_or_refuse(
+                    client_uuid=client_uuid, annotator=annotator, assignment=assignment, assignment_id=assignment_id
+                ), False
+            _check_round_takes_labels(assignment)
             if assignment.lease_expires_at <= now:
                 expired = LeaseExpired(
                     f"The lease on assignment {assignment_id} expired at {assignment.lease_expires_at.isoformat()}; "
@@ -214,9 +219,9 @@ def _submit_guarded(
     judgement_id, pair_id, stored_choice, left_is_a = row
     flags_a, flags_b = (flags_left, flags_right) if left_is_a else (flags_right, flags_left)
     judgement = Judgement(
-        id=judgement_id, assignment_id=assignment_id, pair_id=pair_id, annotator_id=annotator.pk,
-        client_uuid=client_uuid, choice=stored_choice, flags_a=flags_a, flags_b=flags_b, duration_ms=duration_ms,
-        created_at=now, amended_at=None, amendments=0,
+        id=judgement_id, assignment=Assignment(pk=assignment_id, left_is_a=left_is_a), pair_id=pair_id,
+        annotator_id=annotator.pk, client_uuid=client_uuid, choice=stored_choice, flags_a=flags_a, flags_b=flags_b,
+        duration_ms=duration_ms, created_at=now, amended_at=None, amendments=0,
     )  # fmt: skip
     judgement._state.adding, judgement._state.db = False, connection.alias
     return judgement
@@ -226,6 +231,10 @@ _SUBMIT = f"""
     WITH closed AS (
         UPDATE {Assignment._meta.db_table} SET state = 'judged', closed_at = %(now)s
         WHERE id = %(assignment)s AND annotator_id = %(annotator)s AND state = 'leased' AND lease_expires_at > %(now)s
+          AND EXISTS (
+            SELECT 1 FROM {Pair._meta.db_table} p JOIN {Round._meta.db_table} r ON r.id = p.round_id
+            WHERE p.id = {Assignment._meta.db_table}.pair_id AND {{takes_labels}}
+          )
         RETURNING id, pair_id, left_is_a
     ), judged AS (
         INSERT INTO {Judgement._meta.db_table}
@@ -243,6 +252,38 @@ _SUBMIT = f"""
     )
     SELECT judged.id, judged.pair_id, judged.choice, closed.left_is_a FROM judged, closed
 """
+# When a round takes labels for a pair (round_takes_labels in SQL, over pair p and round r).
+_TAKES_LABELS = """CASE
+    WHEN p.kind = 'train' AND NOT p.held_back
+        THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) IN ('sampling', 'annotating')
+    WHEN p.kind = 'eval' OR p.held_back
+        THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) = 'evaluating'
+    ELSE r.state IN ('sampling', 'annotating', 'evaluating') END"""
+_SUBMIT = _SUBMIT.replace("{takes_labels}", _TAKES_LABELS)
+
+
+def round_takes_labels(*, pair: Pair, round_state: str, failed_in: str = "") -> bool:
+    """Whether a judgement of `pair` may still be recorded: train pairs until the round's dataset freezes (it
+    leaves annotating), eval and held-back train pairs while it evaluates (until its decision), also while the
+    round is failed in that step (a retry resumes it); other kinds while it is open. Later ones would change
+    figures already used, so they are refused (`RoundClosed`)."""
+    step = failed_in if round_state == Round.State.FAILED else round_state
+    if pair.kind == Pair.Kind.TRAIN and not pair.held_back:
+        return step in (Round.State.SAMPLING, Round.State.ANNOTATING)
+    if pair.kind == Pair.Kind.EVAL or pair.held_back:
+        return step == Round.State.EVALUATING
+    return round_state in Round.OPEN_STATES
+
+
+def _check_round_takes_labels(assignment: Assignment) -> None:
+    pair = Pair.objects.select_related("round").only(
+        "kind", "held_back", "round__state", "round__failed_in", "round__number"
+    ).get(pk=assignment.pair_id)
+    if not round_takes_labels(pair=pair, round_state=pair.round.state, failed_in=pair.round.failed_in):
+        raise RoundClosed(
+            f"Round {pair.round.number} no longer takes this judgement (it is {pair.round.state}: its figures are "
+            "fixed); nothing was recorded. On to the next pair."
+        )
 
 
 def _atomic_if_nested():
@@ -294,7 +335,9 @@ def judgement_amend(
                 f"The judgement of assignment {assignment_id} can no longer be changed: its lease ended at "
                 f"{assignment.lease_expires_at.isoformat()}."
             )
+        _check_round_takes_labels(assignment)
         judgement = Judgement.objects.get(assignment=assignment)
+        judgement.assignment = assignment
         flags_a, flags_b = (flags_left, flags_right) if assignment.left_is_a else (flags_right, flags_left)
         new = {
             "choice": _to_ab(choice, left_is_a=assignment.left_is_a),
@@ -337,6 +380,15 @@ def _to_ab(choice: str, *, left_is_a: bool) -> str:
         return Judgement.Choice.A if left_is_a else Judgement.Choice.B
     if choice == "right":
         return Judgement.Choice.B if left_is_a else Judgement.Choice.A
+    return choice
+
+
+def to_screen(choice: str, *, left_is_a: bool) -> str:
+    """A stored choice (relative to images A and B) as the annotator saw it: left, right, tie or both_bad."""
+    if choice == Judgement.Choice.A:
+        return "left" if left_is_a else "right"
+    if choice == Judgement.Choice.B:
+        return "right" if left_is_a else "left"
     return choice
 
 

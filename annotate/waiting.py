@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from annotate.models import Assignment, Judgement, Pair, Prompt, Round, Taste, TasteMembership
 
+DECISIVE = (Judgement.Choice.A, Judgement.Choice.B)  # the labels training uses (ties and both-bad are dropped)
+
 # An annotator counts as waiting this long after `next` last came back empty (the page asks every 4 s).
 WAITING_TTL = timedelta(seconds=90)
 
@@ -43,7 +45,7 @@ def waiting_annotator_ids(*, taste_id: int, now: datetime | None = None) -> list
 def open_pairs_for(*, round_id: int, annotator_id: int, kind: str = Pair.Kind.TRAIN) -> QuerySet[Pair]:
     """The round's pairs that still need annotators and that this annotator may take (the claim's rule:
     their own expired lease may be taken up again, nothing else they hold or held)."""
-    return Pair.objects.filter(round_id=round_id, kind=kind, assigned_count__lt=F("overlap")).exclude(
+    return Pair.objects.filter(round_id=round_id, kind=kind, held_back=False, assigned_count__lt=F("overlap")).exclude(
         Exists(
             Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(
                 state=Assignment.State.EXPIRED
@@ -67,10 +69,12 @@ def _round_reason(round_: Round, annotator) -> str:
     if round_.state == Round.State.EVALUATING:
         made = Pair.objects.filter(round=round_, kind=Pair.Kind.EVAL).count()
         return Reason.SAMPLING if made < round_.eval_pair_quota else Reason.NOTHING_LEFT
-    labels = Judgement.objects.filter(pair__round=round_, pair__kind=Pair.Kind.TRAIN).count()
+    labels = Judgement.objects.filter(
+        pair__round=round_, pair__kind=Pair.Kind.TRAIN, choice__in=DECISIVE, pair__held_back=False
+    ).count()
     if labels >= round_.label_quota:
         return Reason.QUOTA_REACHED
-    made = Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN).count()
+    made = Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, held_back=False).count()
     if made < round_.pair_quota and _has_prompts(round_):
         return Reason.SAMPLING
     return Reason.NOTHING_LEFT
@@ -78,6 +82,7 @@ def _round_reason(round_: Round, annotator) -> str:
 
 def _has_prompts(round_: Round) -> bool:
     """The round has train prompts to sample from (sampling.round_prompt_ids, as a yes or no)."""
-    prompts = Prompt.objects.filter(split=Prompt.Split.TRAIN)
     ids = round_.sampling_config.get("prompt_ids")
-    return (prompts if ids is None else prompts.filter(pk__in=ids)).exists()
+    if ids is None:
+        return Prompt.objects.filter(split=Prompt.Split.TRAIN).exists()
+    return bool(ids)

@@ -122,7 +122,7 @@ class AnnotatorLog:
     submit_ms: list[float] = field(default_factory=list)
     labels: int = 0
     errors: Counter[str] = field(default_factory=Counter)
-    handed: list[tuple[int, int]] = field(default_factory=list)  # (assignment id, pair id)
+    handed: list[tuple[int, tuple]] = field(default_factory=list)  # (assignment id, the pair's two image urls)
     exhausted: bool = False
 
 
@@ -319,7 +319,8 @@ def annotate_loop(
             time.sleep(0.05)
             continue
         assignment = json.loads(payload)[0]
-        log.handed.append((assignment["id"], assignment["pair_id"]))
+        # The API names no pair (blind evaluation): its two image files identify it.
+        log.handed.append((assignment["id"], tuple(sorted((assignment["left"]["url"], assignment["right"]["url"])))))
         if think_s:
             time.sleep(max(0.0, min(think_s, stop_at - time.perf_counter())))
         body = {
@@ -399,7 +400,7 @@ def duplicate_handouts_seen(logs: list[AnnotatorLog], overlap: int) -> int:
     No lease expires and nothing is skipped during a run, so every handout still counts against overlap.
     """
     annotators_of_assignment: dict[int, set[int]] = {}
-    annotators_of_pair: dict[int, set[int]] = {}
+    annotators_of_pair: dict[tuple, set[int]] = {}
     for annotator, log in enumerate(logs):
         for assignment_id, pair_id in log.handed:
             annotators_of_assignment.setdefault(assignment_id, set()).add(annotator)

@@ -107,7 +107,7 @@ def test_the_cockpit_shows_progress_and_its_actions_steer_the_round(lead_browser
     page = lead_browser.get(f"/admin/annotate/round/{round_.pk}/change/")
     assert page.status_code == 200 and b'data-step="annotation"' in page.content and b"Pause" in page.content
     progress = lead_browser.get(f"/admin/annotate/round/{round_.pk}/progress/").json()
-    assert progress["annotation"] == {"done": 0, "total": 20} and progress["actions"] == ["pause", "release", "cancel"]
+    assert progress["annotation"] == {"done": 0, "all": 0, "total": 20} and progress["actions"] == ["pause", "release", "cancel"]
 
     lead_browser.post(f"/admin/annotate/round/{round_.pk}/act/pause/")
     assert Round.objects.get(pk=round_.pk).paused

@@ -174,4 +174,4 @@ def test_a_round_whose_labels_are_in_moves_to_training_once(taste, annotator, tm
     assert loop.rounds_advance() == []
     job = TrainingJob.objects.get(round=round_)
     assert (job.state, job.steps) == ("queued", 7)
-    assert loop.round_progress(round_id=round_.pk)["annotation"] == {"done": 2, "total": 2}
+    assert loop.round_progress(round_id=round_.pk)["annotation"] == {"done": 2, "all": 2, "total": 2}

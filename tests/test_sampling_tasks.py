@@ -28,6 +28,7 @@ def make_sampling_round(path, *, quota=20, batch=10) -> Round:
     return Round.objects.create(
         taste=taste, number=1, parent_checkpoint=checkpoint, state=Round.State.SAMPLING, pair_quota=quota,
         overlap=2, sampling_config={"low_water": quota, "batch": batch, "prompt_ids": [p.pk for p in prompts]},
+        eval_pair_quota=2,
     )
 
 
@@ -35,12 +36,14 @@ def make_sampling_round(path, *, quota=20, batch=10) -> Round:
 def test_a_worker_fills_a_round_with_20_pairs(celery_worker_process, tiny_flux_dir):
     round_ = make_sampling_round(tiny_flux_dir)
     assert refill_round(round_.pk) == 1
-    wait_until(lambda: Pair.objects.filter(round=round_).count() >= 20, timeout=240, interval=1, what="20 pairs")
+    # 20 pairs to annotate, and 2 more (as many as the round's eval pairs) held back for its evaluation phase.
+    wait_until(lambda: Pair.objects.filter(round=round_).count() >= 22, timeout=240, interval=1, what="22 pairs")
     round_.refresh_from_db()
     assert round_.state == Round.State.ANNOTATING
     pairs = Pair.objects.filter(round=round_).select_related("image_a", "image_b", "prompt")
-    assert pairs.count() == 20 and round_.sample_cursor == 20
-    assert sorted(p.seed for p in pairs) == list(range(20))
+    assert pairs.count() == 22 and round_.sample_cursor == 22
+    assert sorted(p.seed for p in pairs) == list(range(22))
+    assert sorted(p.seed for p in pairs if p.held_back) == [1, 3]
     for pair in pairs:
         for image in (pair.image_a, pair.image_b):
             assert image.checkpoint_id == round_.parent_checkpoint_id and image.params["prompt"] == pair.prompt.text
@@ -53,7 +56,7 @@ def test_a_worker_fills_a_round_with_20_pairs(celery_worker_process, tiny_flux_d
     # Running a task again for pairs that exist creates nothing, not even images.
     images_before = Image.objects.count()
     assert sample_pairs(round_.pk, [[pairs[0].prompt_id, pairs[0].seed], [pairs[1].prompt_id, pairs[1].seed]]) == 0
-    assert Pair.objects.filter(round=round_).count() == 20 and Image.objects.count() == images_before
+    assert Pair.objects.filter(round=round_).count() == 22 and Image.objects.count() == images_before
 
 
 @pytest.mark.integration

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from tests.conftest import REPO
 from tests.models import build_tiny_flux
 from trainer.config import TrainConfig
-from trainer.data import split_heldout
+from trainer.data import heldout_indices, load_pairs
 from trainer.train import TrainingDiverged, evaluate_checkpoint, train
 
 SETTINGS = {"batch_size": 4, "learning_rate": 1e-3, "beta": 2000, "max_sequence_length": 32, "heldout_fraction": 0.25,
@@ -135,8 +135,9 @@ def test_keep_best_saves_the_adapter_with_the_lowest_heldout_loss(world, tmp_pat
 def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_across_a_resume(world, tmp_path):
     # The held-out pairs prefer the opposite of the training pairs: every step makes them worse.
     rows = pq.read_table(world["data"]).to_pylist()
-    _, heldout = split_heldout(list(range(len(rows))), SETTINGS["heldout_fraction"], seed=0)
-    for index in heldout:
+    pairs, ties = load_pairs(world["data"])
+    assert ties == 0  # so pair i is row i
+    for index in heldout_indices(pairs, SETTINGS["heldout_fraction"], seed=0):
         rows[index]["label_0"] = 1.0 - rows[index]["label_0"]
     data = tmp_path / "contrary.parquet"
     pq.write_table(pa.Table.from_pylist(rows), data)

@@ -1,5 +1,6 @@
 """Reading a preference dataset (Pick-a-Pic format) into winner/loser pairs the trainer can use."""
 
+import hashlib
 import io
 import random
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class PreferencePair:
     loser: Image.Image
     guidance: float | None
     weight: float = 1.0  # how much the pair counts (the `weight` column: its annotators' trust)
+    pair_key: str = ""  # the image pair this row judges (rows of one pair share it: overlap ≥ 2)
 
 
 def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
@@ -41,7 +43,7 @@ def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}: not a Pick-a-Pic preference file.")
-    columns = [*REQUIRED_COLUMNS] + [c for c in ("guidance", "weight") if c in table.column_names]
+    columns = [*REQUIRED_COLUMNS] + [c for c in ("guidance", "weight", "pair_id") if c in table.column_names]
     pairs, ties = [], 0
     for index, row in enumerate(table.select(columns).to_pylist()):
         label = row["label_0"]
@@ -61,7 +63,8 @@ def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
         weight = 1.0 if row.get("weight") is None else row["weight"]
         if not weight >= 0:
             raise DatasetError(f"Row {index}: weight is {weight}; expected 0 or more.")
-        pairs.append(PreferencePair(row["caption"], winner, loser, row.get("guidance"), float(weight)))
+        pairs.append(PreferencePair(row["caption"], winner, loser, row.get("guidance"), float(weight),
+                                     _pair_key(row)))
     if not pairs and ties:
         raise DatasetError(f"{path} holds only ties ({ties}): there is no preference to learn.")
     if not pairs:
@@ -71,11 +74,41 @@ def load_pairs(path: Path) -> tuple[list[PreferencePair], int]:
     return pairs, ties
 
 
+def _pair_key(row: dict) -> str:
+    """The image pair a row judges: Chisel's `pair_id` where the file has it, else the two images' bytes."""
+    if row.get("pair_id") is not None:
+        return f"pair:{row['pair_id']}"
+    digests = sorted(hashlib.sha256(row[column] or b"").hexdigest() for column in ("jpg_0", "jpg_1"))
+    return "images:" + ":".join(digests)
+
+
+MIN_PROMPT_GROUPS = 4  # fewer distinct captions than this: split by image pair instead
+
+
 def split_heldout(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
-    """A fixed share of pairs kept out of training to measure implicit accuracy on unseen data."""
+    """A fixed share of rows kept out of training to measure implicit accuracy on unseen data, split by prompt
+    (caption) where there are enough prompts, else by image pair: at overlap ≥ 2 the judgements of one pair
+    (and pairs of one prompt) never land on both sides, so the held-out loss is not optimistic."""
+    held = heldout_indices(pairs, fraction, seed)
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def heldout_indices(pairs: list[PreferencePair], fraction: float, seed: int) -> set[int]:
+    """The indices split_heldout holds out."""
     if fraction <= 0 or len(pairs) < 10:
-        return pairs, []
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(len(pairs) * fraction))
-    return [pairs[i] for i in order[cut:]], [pairs[i] for i in order[:cut]]
+        return set()
+    by_caption = len({pair.caption for pair in pairs}) >= MIN_PROMPT_GROUPS
+    groups: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        key = pair.caption if by_caption else (pair.pair_key or f"row:{index}")
+        groups.setdefault(key, []).append(index)
+    if len(groups) < 2:
+        return set()
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    wanted, held = max(1, int(len(pairs) * fraction)), set()
+    for key in keys[:-1]:  # at least one group stays for training
+        if len(held) >= wanted:
+            break
+        held |= set(groups[key])
+    return held

@@ -40,15 +40,17 @@ class ImageSerializer(serializers.Serializer):
 
 
 class AssignmentNextApi(APIView):
-    """The next pairs to judge: the caller's live leases, topped up with new ones, up to `prefetch`."""
+    """The next pairs to judge: the caller's live leases, topped up with new ones, up to `prefetch`.
+
+    Blind: nothing says whether a pair is a train or an eval pair, which round it belongs to, or which image
+    came from which checkpoint (the assignment id is the only handle; image URLs name the stripped file's hash).
+    """
 
     throttle_classes, throttle_scope = [ChiselScopedThrottle], "claims"
 
     @extend_schema_serializer(component_name="Assignment")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
-        pair_id = serializers.IntegerField()
-        round = serializers.IntegerField(source="pair.round_id")
         prompt = serializers.CharField(source="pair.prompt.text")
         left = serializers.SerializerMethodField()
         right = serializers.SerializerMethodField()
@@ -106,8 +108,6 @@ class AssignmentNextApi(APIView):
         left, right = (pair.image_a, pair.image_b) if assignment.left_is_a else (pair.image_b, pair.image_a)
         return {
             "id": assignment.pk,
-            "pair_id": assignment.pair_id,
-            "round": pair.round_id,
             "prompt": pair.prompt.text,
             "left": {"url": left.file.url, "width": left.width, "height": left.height},
             "right": {"url": right.file.url, "width": right.width, "height": right.height},
@@ -131,12 +131,13 @@ class JudgementCreateApi(APIView):
 
     @extend_schema_serializer(component_name="Judgement")
     class OutputSerializer(serializers.Serializer):
+        """As the annotator saw the screen: images A and B (which may name parent and child) stay unsaid."""
+
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
-        pair = serializers.IntegerField(source="pair_id")
-        choice = serializers.ChoiceField(choices=Judgement.Choice.choices, help_text="Relative to images A and B.")
-        flags_a = serializers.ListField(child=serializers.CharField())
-        flags_b = serializers.ListField(child=serializers.CharField())
+        choice = serializers.ChoiceField(choices=services.SCREEN_CHOICES, help_text="As on the screen.")
+        flags_left = serializers.ListField(child=serializers.CharField())
+        flags_right = serializers.ListField(child=serializers.CharField())
         duration_ms = serializers.IntegerField(allow_null=True)
         client_uuid = serializers.UUIDField()
         created_at = serializers.DateTimeField()
@@ -169,13 +170,16 @@ class JudgementCreateApi(APIView):
     @staticmethod
     def output(judgement: Judgement) -> dict:
         """OutputSerializer's shape as a plain dict (this runs on every submission)."""
+        left_is_a = judgement.assignment.left_is_a
+        flags_left, flags_right = (
+            (judgement.flags_a, judgement.flags_b) if left_is_a else (judgement.flags_b, judgement.flags_a)
+        )
         return {
             "id": judgement.pk,
             "assignment": judgement.assignment_id,
-            "pair": judgement.pair_id,
-            "choice": judgement.choice,
-            "flags_a": list(judgement.flags_a),
-            "flags_b": list(judgement.flags_b),
+            "choice": services.to_screen(judgement.choice, left_is_a=left_is_a),
+            "flags_left": list(flags_left),
+            "flags_right": list(flags_right),
             "duration_ms": judgement.duration_ms,
             "client_uuid": str(judgement.client_uuid),
             "created_at": _datetime.to_representation(judgement.created_at),
@@ -210,7 +214,7 @@ class JudgementAmendApi(APIView):
             flags_right=data.validated_data["flags_right"],
             duration_ms=data.validated_data.get("duration_ms"),
         )
-        return Response(JudgementCreateApi.OutputSerializer(judgement).data)
+        return Response(JudgementCreateApi.output(judgement))
 
 
 class AssignmentSkipApi(APIView):

@@ -43,7 +43,9 @@ const outbox = new Outbox({
     elements.pending.hidden = size === 0;
     elements.pending.textContent = `${size} waiting`;
   },
-  onDropped: (entry, error) => toast(`Not stored: ${error.message}`),
+  onDropped: (entry, error) => toast(error.code === "round_closed"
+    ? "That judgement came too late: its round no longer takes labels. On to the next pair."
+    : `Not stored: ${error.message}`),
   onLoginNeeded: () => toast("Your session ended: log in again in another tab; your judgements are kept here.", 0),
 });
 const buffer = new PairBuffer({
@@ -148,11 +150,13 @@ function choose(choice, pressedAt) {
     if (!outbox.rewriteWaiting(pair.id, body)) outbox.push({ kind: "amend", assignment: pair.id, body });
   } else {
     outbox.push({
-      kind: "submit", assignment: pair.id, taste: config.taste, round: pair.round,
+      // The API does not say which round a pair is from (eval pairs must look like any other): the header counts
+      // it in the taste's running round, the one /api/v1/me/ reports.
+      kind: "submit", assignment: pair.id, taste: config.taste, round: progress.round ? progress.round.id : null,
       body: { ...body, assignment: pair.id, client_uuid: crypto.randomUUID() },
     });
     progress.today += 1;
-    if (progress.round && progress.round.id === pair.round) progress.round.judged += 1;
+    if (progress.round) progress.round.judged += 1;
     renderProgress();
   }
   history.push({ pair, flags: current.flags, choice });
