@@ -39,7 +39,7 @@ def test_annotator_table_heat_map_camps_split_and_an_annotators_answers(taste, l
     blue_ids = [users[f"blue-{i}"].pk for i in range(3)]
     extra = make_round(taste, pairs=2, overlap=2)  # blue-0 holds a lease in the old taste when it splits
     held = client_for(users["blue-0"]).get("/api/v1/assignments/next/", {"taste": taste.slug}).json()[0]
-    assert Pair.objects.get(pk=held["pair_id"]).assigned_count == 1
+    assert Pair.objects.get(assignments__pk=held["id"]).assigned_count == 1
     response = lead_browser.post(reverse("admin:annotate_taste_annotators", args=[taste.pk]),
                                  {"annotator": blue_ids, "slug": "portraits-flat", "name": "Portraits, flat"})
     assert response.status_code == 302
@@ -47,7 +47,7 @@ def test_annotator_table_heat_map_camps_split_and_an_annotators_answers(taste, l
     assert new.current_checkpoint_id == taste.current_checkpoint_id
     assert set(TasteMembership.objects.filter(taste=new).values_list("annotator_id", flat=True)) == set(blue_ids)
     assert not TasteMembership.objects.filter(taste=taste, annotator_id__in=blue_ids).exists()
-    assert Pair.objects.get(pk=held["pair_id"]).assigned_count == 0  # the lease went back to the old taste's pool
+    assert Pair.objects.get(assignments__pk=held["id"]).assigned_count == 0  # the lease went back to the old taste's pool
     late = {"assignment": held["id"], "choice": "left", "client_uuid": "00000000-0000-4000-8000-000000000001"}
     assert client_for(users["blue-0"]).post("/api/v1/judgements/", late, format="json").status_code >= 400
     assert extra.pairs.filter(judged_count__gt=0).count() == 0

@@ -7,9 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotate.errors import DomainError
-from annotate.models import Judgement, Pair, Round, Taste, TrainingJob
+from annotate.models import Assignment, Judgement, Pair, Round, Taste, TrainingJob
 from annotate.training import training_dataset_export
 from tests.conftest import client_for, make_annotator, make_lead, make_round
+
+
+def _pair_id(item: dict) -> int:
+    """The pair behind an assignment (the blind API names none; the test reads it from the database)."""
+    return Assignment.objects.values_list("pair_id", flat=True).get(pk=item["id"])
 
 
 def _policies(red_url: str, first_pair_id: int):
@@ -20,7 +25,7 @@ def _policies(red_url: str, first_pair_id: int):
         return ("right" if item["left"]["url"] == red_url else "left"), 2500
 
     def coin(item):  # random, but the same answers on every run: seeded by the pair's place in the round
-        prefers_red = random.Random(item["pair_id"] - first_pair_id).random() < 0.5
+        prefers_red = random.Random(_pair_id(item) - first_pair_id).random() < 0.5
         return (red if prefers_red else blue)(item)[0], 3000
 
     def always_left(item):
@@ -100,7 +105,7 @@ def test_gold_pairs_are_served_blind_outside_overlap_and_score_the_annotators(ta
     Taste.objects.filter(pk=taste.pk).update(gold_share=0.4)
 
     items = _play(taste, _cohort(taste, [("red", 3), ("coin", 1)], policies))
-    gold_items = [i for i in items if i["pair_id"] in gold_ids]
+    gold_items = [i for i in items if _pair_id(i) in gold_ids]
     assert gold_items and sorted(gold_items[0]) == sorted(items[0])  # nothing in a gold item tells it apart
     # Every real pair got its three annotators; gold pairs were served beyond their round's overlap.
     assert set(Pair.objects.filter(round=round_, kind="train").values_list("judged_count", flat=True)) == {3}

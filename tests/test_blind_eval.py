@@ -174,6 +174,9 @@ def test_a_file_stored_before_stripping_is_served_stripped(taste, annotator, med
     image = image_store(prompt=prompt, data=png_bytes(), seed=1)
     old = encode_png(PILImage.new("RGB", (8, 8)), {"model": {"loras": ["/srv/ckpt/secret"]}})
     (media_root / image.file.name).write_bytes(old)  # as image_store wrote it before this change
+    round_ = Round.objects.create(taste=taste, number=1, state=Round.State.ANNOTATING, overlap=1, pair_quota=1)
+    partner = image_store(prompt=prompt, data=png_bytes((9, 9, 9)), seed=2)
+    Pair.objects.create(round=round_, taste=taste, prompt=prompt, image_a=image, image_b=partner, overlap=1)  # by taste
     served = look(client_for(annotator), image.file.url)
     assert [kind for kind, _ in served["chunks"]] == [b"IHDR", b"IDAT", b"IEND"] and not served["record"]
     assert "last-modified" not in served["headers"]

@@ -122,10 +122,10 @@ def test_the_label_quota_counts_decisive_labels(taste, annotator, other_annotato
 def test_the_trainers_held_out_rows_never_share_a_pair_or_a_prompt_with_training():
     image = PILImage.new("RGB", (4, 4))
     # Overlap 2: each pair judged twice; 3 prompts (too few to split by), then 12 prompts.
-    few = [PreferencePair(f"prompt {p % 3}", image, image, None, f"pair:{p}") for p in range(20) for _ in range(2)]
+    few = [PreferencePair(f"prompt {p % 3}", image, image, None, pair_key=f"pair:{p}") for p in range(20) for _ in range(2)]
     held = heldout_indices(few, 0.2, seed=0)
     assert held and len(held) < len(few)
     assert not {few[i].pair_key for i in held} & {few[i].pair_key for i in range(len(few)) if i not in held}
-    many = [PreferencePair(f"prompt {p % 12}", image, image, None, f"pair:{p}") for p in range(48) for _ in range(2)]
+    many = [PreferencePair(f"prompt {p % 12}", image, image, None, pair_key=f"pair:{p}") for p in range(48) for _ in range(2)]
     held = heldout_indices(many, 0.2, seed=0)
     assert held and not {many[i].caption for i in held} & {many[i].caption for i in range(len(many)) if i not in held}
