@@ -139,6 +139,15 @@ def lock_taste_leases_of(*, taste_id: int, annotator_ids: list[int]) -> QuerySet
     )
 
 
+def lock_leases(*, assignment_ids: list[int]) -> QuerySet[Assignment]:
+    """Some leases, still live, skipping any a submission holds right now."""
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=Assignment.State.LEASED, pk__in=assignment_ids)
+        .order_by("id")
+    )
+
+
 def lock_leases_of(*, annotator_id: int) -> QuerySet[Assignment]:
     """Every live lease an annotator holds (they log out), skipping any a submission holds right now."""
     return (

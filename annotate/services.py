@@ -36,7 +36,7 @@ def assignment_claim(
     """
     now = now or timezone.now()
     count = max(1, min(count, settings.CHISEL_MAX_PREFETCH))
-    held = selectors.live_lease_ids(annotator=annotator, taste=taste, now=now, limit=count)
+    held = _still_open(selectors.live_lease_ids(annotator=annotator, taste=taste, now=now, limit=count), now=now)
     claimed: list[int] = []
     if len(held) < count:
         try:
@@ -45,6 +45,24 @@ def assignment_claim(
             # The same annotator claimed the same pair in a concurrent request; one retry sees it.
             claimed = _claim_new(annotator=annotator, taste=taste, count=count - len(held), now=now)
     return selectors.assignments_with_images(ids=held + claimed)
+
+
+def _still_open(lease_ids: list[int], *, now: datetime) -> list[int]:
+    """The leases whose round still takes their label. The others (the round moved on while a page held them) are
+    handed back at once: offered again, their judgement would only be refused (409 round_closed), again and again
+    until the lease ran out."""
+    if not lease_ids:
+        return lease_ids
+    leases = Assignment.objects.filter(pk__in=lease_ids).select_related("pair__round").only(
+        "pair__kind", "pair__held_back", "pair__round__state", "pair__round__failed_in")
+    closed = {lease.pk for lease in leases
+              if not round_takes_labels(pair=lease.pair, round_state=lease.pair.round.state,
+                                        failed_in=lease.pair.round.failed_in)}
+    if closed:
+        with transaction.atomic():
+            leases_expire(leases=list(locks.lock_leases(assignment_ids=sorted(closed)).values_list("id", "pair_id")),
+                          now=now)
+    return [lease_id for lease_id in lease_ids if lease_id not in closed]
 
 
 # The claim's writes in one statement (run on every claim): count the leases on the chosen pairs, take up

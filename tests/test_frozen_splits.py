@@ -105,6 +105,18 @@ def test_judgements_after_the_dataset_froze_or_the_decision_are_refused_with_rou
     assert Judgement.objects.count() == 3
 
 
+def test_leases_held_when_the_dataset_froze_are_handed_back_not_offered_again(taste, annotator):
+    round_ = make_round(taste, pairs=3, overlap=1)
+    held = claim(annotator, taste, 2)
+    assert [item["id"] for item in claim(annotator, taste, 2)] == [item["id"] for item in held]  # asked twice: same
+    Round.objects.filter(pk=round_.pk).update(state=Round.State.TRAINING)
+    response = client_for(annotator).get("/api/v1/assignments/next/", {"taste": taste.slug, "prefetch": 2})
+    assert response.status_code == 204  # not the two leases again, each refused on submission
+    leases = Assignment.objects.filter(pk__in=[item["id"] for item in held])
+    assert set(leases.values_list("state", flat=True)) == {Assignment.State.EXPIRED}
+    assert sum(Pair.objects.filter(round=round_).values_list("assigned_count", flat=True)) == 0
+
+
 def test_the_label_quota_counts_decisive_labels(taste, annotator, other_annotator):
     round_ = make_round(taste, pairs=3, overlap=2)
     Round.objects.filter(pk=round_.pk).update(label_quota=2)

@@ -113,6 +113,31 @@ def test_with_no_demo_url_it_tries_port_8000_and_says_where_the_url_comes_from(m
     assert simulators() == []
 
 
+def test_a_judgement_refused_because_its_round_closed_meanwhile_is_skipped_not_fatal(live_server, monkeypatch):
+    """The round is decided while a simulated annotator looks at its pair: the server answers 409 round_closed, and
+    the annotator moves on, as the page does (a race the loop's tests met on a slow machine)."""
+    import sampler.toy.oracles as oracles
+
+    round_ = grey_round()
+    looked = []
+
+    def judge_then_close(*args, **kwargs):
+        if not looked:
+            Round.objects.filter(pk=round_.pk).update(state=Round.State.DONE)
+        looked.append(1)
+        return judge(*args, **kwargs)
+
+    monkeypatch.setattr(oracles, "judge", judge_then_close)
+    out = io.StringIO()
+    call_command("simulate_annotators", "--taste", "sim", "--oracle", "dark", "--annotators", "1", "--until-idle",
+                 "--idle", "1", "--url", live_server.url, stdout=out)
+    assert looked and Judgement.objects.count() == 0
+    refused = len(looked)
+    assert out.getvalue().splitlines()[-1] == (
+        f"0 judgements by 1 simulated 'dark' annotators (noise 0.0); {refused} refused because their pair's round "
+        "closed meanwhile.")
+
+
 def test_until_decided_needs_a_round_under_way(live_server):
     round_ = grey_round()
     Round.objects.filter(pk=round_.pk).update(state=Round.State.DONE)
@@ -200,7 +225,7 @@ def test_until_decided_judges_a_round_through_training_and_evaluation_to_its_dec
     verdict = "promoted" if round_.decision["promote"] else "rejected"
     assert lines[-2].startswith(f"round 1 done: {verdict}: win rate")
     judged = Judgement.objects.filter(pair__round=round_).count()
-    assert lines[-1] == f"{judged} judgements by 1 simulated 'dark' annotators (noise 0.0)."
+    assert lines[-1].startswith(f"{judged} judgements by 1 simulated 'dark' annotators (noise 0.0)")
     assert Judgement.objects.filter(pair__round=round_, pair__kind="eval").count() == 4  # the eval pairs, judged
 
 

@@ -23,6 +23,8 @@ UNDER_WAY = (Round.State.SAMPLING, Round.State.ANNOTATING, Round.State.TRAINING,
 REPORT_EVERY = 10.0  # seconds between two progress lines when nothing but counts changed
 MAX_WAIT = 3.0  # the longest pause between two asks for pairs when none is left
 RECONNECT_FOR = 15.0  # how long a server that stops answering (a restart) is waited for
+# Refusals that mean "this pair went away while you looked at it": the page moves on, and so does a simulated annotator.
+GONE = {"round_closed", "lease_expired", "assignment_closed"}
 
 
 class Command(BaseCommand):
@@ -79,7 +81,9 @@ class Command(BaseCommand):
             quiet.undo()
         if team.errors:
             raise CommandError(team.errors[0])
-        self.stdout.write(f"{team.judged} judgements by {annotators} simulated '{oracle}' annotators (noise {noise}).")
+        refused = f"; {team.refused} refused because their pair's round closed meanwhile" if team.refused else ""
+        self.stdout.write(f"{team.judged} judgements by {annotators} simulated '{oracle}' annotators "
+                          f"(noise {noise}){refused}.")
         if round_ is not None and progress is not None:
             self.outcome(round_, progress, timeout)
 
@@ -214,6 +218,7 @@ class Team:
         self.stopped = threading.Event()
         self.counts: list[int] = []
         self.errors: list[str] = []
+        self.refused = 0  # judgements the server refused because their pair went away meanwhile
         self.threads: list[threading.Thread] = []
 
     @property
@@ -264,13 +269,17 @@ class Team:
                 left, right = (Image.open(io.BytesIO(self.call(client, "GET", item[side]["url"]).content))
                                for side in ("left", "right"))
                 choice = judge(self.oracle, left, right, noise=self.noise, rng=rng)
-                self.call(client, "POST", "/api/v1/judgements/", json={
+                response = self.call(client, "POST", "/api/v1/judgements/", gone_ok=True, json={
                     "assignment": item["id"], "choice": choice, "client_uuid": str(uuid.uuid4()), "duration_ms": self.duration_ms,
                 })
-                self.counts[index] += 1
+                if response.is_success:
+                    self.counts[index] += 1
+                else:
+                    self.refused += 1
 
-    def call(self, client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
-        """One request; a server that stops answering (runserver reloading) is waited for a little."""
+    def call(self, client: httpx.Client, method: str, path: str, *, gone_ok: bool = False, **kwargs) -> httpx.Response:
+        """One request; a server that stops answering (runserver reloading) is waited for a little. With `gone_ok`, a
+        409 saying the pair went away (its round closed, its lease ran out) is answered, not raised."""
         deadline = time.monotonic() + RECONNECT_FOR
         while True:
             try:
@@ -280,8 +289,17 @@ class Team:
                     raise
                 time.sleep(1)
                 continue
+            if gone_ok and response.status_code == 409 and error_code(response) in GONE:
+                return response
             response.raise_for_status()
             return response
+
+
+def error_code(response: httpx.Response) -> str | None:
+    try:
+        return response.json().get("code")
+    except ValueError:
+        return None
 
 
 def describe(exc: httpx.HTTPError, url: str) -> str:
