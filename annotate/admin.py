@@ -25,7 +25,7 @@ from annotate.models import (
     TrainingJob,
 )
 from annotate.annotators_admin import TasteAnnotators
-from annotate.gold_admin import PairGoldActions
+from annotate.gold_admin import PairGoldActions, PairGoldPage
 from annotate.lora_admin import CheckpointLoraDownloads
 from annotate.onboarding_admin import TasteOnboarding
 from annotate.review import RoundReview, thumbnail
@@ -248,7 +248,7 @@ class JudgementsOfPairInline(admin.TabularInline):
 
 
 @admin.register(Pair)
-class PairAdmin(PairGoldActions, ShowsPairImages, ReadOnlyAdmin):
+class PairAdmin(PairGoldActions, PairGoldPage, ShowsPairImages, ReadOnlyAdmin):
     list_display = ["id", "images", "taste", "round", "kind", "gold_choice", "prompt", "judged_count", "assigned_count", "overlap",
                     "review"]
     list_filter = ["taste", "kind", "round"]

@@ -85,14 +85,14 @@ def _open_pairs_portable(*, taste_id: int, annotator_id: int, started: bool) -> 
 
 
 def lock_gold_pairs(*, taste_id: int, annotator_id: int, limit: int) -> list[int]:
-    """Ids of up to `limit` gold pairs of a taste's open, unpaused rounds that this annotator never held (an expired
-    lease of their own aside), oldest first, locked FOR UPDATE SKIP LOCKED. Gold pairs never fill up (their
-    overlap is Pair.GOLD_OVERLAP): each annotator of the taste may get each one once."""
+    """Ids of up to `limit` gold pairs of a taste that this annotator never held (an expired lease of their own
+    aside), oldest first, locked FOR UPDATE SKIP LOCKED, while the taste has an open, unpaused round: a gold pair
+    may come from any round, past ones included (a lead picks them among judged pairs). Gold pairs never fill up
+    (their overlap is Pair.GOLD_OVERLAP): each annotator of the taste may get each one once."""
+    if not Round.objects.filter(taste_id=taste_id, state__in=Round.OPEN_STATES, paused=False).exists():
+        return []
     ids = (
-        Pair.objects.filter(
-            taste_id=taste_id, kind=Pair.Kind.GOLD, round__state__in=Round.OPEN_STATES, round__paused=False,
-            assigned_count__lt=F("overlap"),
-        )
+        Pair.objects.filter(taste_id=taste_id, kind=Pair.Kind.GOLD, assigned_count__lt=F("overlap"))
         .exclude(
             Exists(
                 Assignment.objects.filter(pair=OuterRef("pk"), annotator_id=annotator_id).exclude(

@@ -283,8 +283,11 @@ _SUBMIT = _SUBMIT.replace("{takes_labels}", _TAKES_LABELS)
 def round_takes_labels(*, pair: Pair, round_state: str, failed_in: str = "") -> bool:
     """Whether a judgement of `pair` may still be recorded: train pairs until the round's dataset freezes (it
     leaves annotating), eval and held-back train pairs while it evaluates (until its decision), also while the
-    round is failed in that step (a retry resumes it); other kinds while it is open. Later ones would change
-    figures already used, so they are refused (`RoundClosed`)."""
+    round is failed in that step (a retry resumes it); gold pairs always (they score annotators, whatever round
+    they came from, and are never trained on); other kinds while it is open. Later ones would change figures
+    already used, so they are refused (`RoundClosed`)."""
+    if pair.kind == Pair.Kind.GOLD:
+        return True
     step = failed_in if round_state == Round.State.FAILED else round_state
     if pair.kind == Pair.Kind.TRAIN and not pair.held_back:
         return step in (Round.State.SAMPLING, Round.State.ANNOTATING)

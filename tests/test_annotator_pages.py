@@ -72,6 +72,72 @@ def test_gold_admin_actions(taste, lead_browser):
     assert Pair.objects.get(pk=ids[0]).kind == "train" and Pair.objects.get(pk=ids[0]).overlap == 2
 
 
+def test_a_judged_pair_is_made_gold_from_its_page_and_served_in_a_later_round(taste, lead_browser):
+    import uuid
+
+    from annotate.models import Judgement, Round
+    from tests.conftest import make_annotator
+
+    first = make_round(taste, pairs=2, overlap=2)
+    judges = [make_annotator(taste) for _ in range(2)]
+    for user in judges:  # both judge both pairs, as they see them
+        for item in client_for(user).get("/api/v1/assignments/next/", {"taste": taste.slug, "prefetch": 2}).json():
+            assert client_for(user).post("/api/v1/judgements/", {"assignment": item["id"], "choice": "left",
+                                                                 "client_uuid": str(uuid.uuid4())},
+                                         format="json").status_code == 201
+    pair = Pair.objects.filter(round=first).order_by("id").first()
+    answers = Judgement.objects.filter(pair=pair)
+    counted = {choice: answers.filter(choice=choice).count() for choice in ("a", "b")}
+
+    # The annotator's page links each of their pairs to the pair's page, which shows its answers and the buttons.
+    annotator_page = lead_browser.get(reverse("admin:annotate_taste_annotator", args=[taste.pk, judges[0].pk]))
+    pair_url = reverse("admin:annotate_pair_change", args=[pair.pk])
+    assert f'href="{pair_url}"' in annotator_page.content.decode()
+    page = lead_browser.get(pair_url).content.decode()
+    assert f"Answers so far: A {counted['a']} · B {counted['b']} · tie 0 · both bad 0" in page
+    assert 'value="b">Gold: expect B</button>' in page
+
+    Round.objects.filter(pk=first.pk).update(state=Round.State.DONE)  # the lead picks gold among past rounds' pairs
+    done = lead_browser.post(reverse("admin:annotate_pair_gold", args=[pair.pk]), {"choice": "b"}, follow=True)
+    assert f"Pair {pair.pk} is gold, expecting image B" in done.content.decode()
+    pair.refresh_from_db()
+    assert (pair.kind, pair.gold_choice) == ("gold", "b")
+    assert 'id="gold-choice">B</strong>' in lead_browser.get(pair_url).content.decode()
+
+    # A newcomer gets it in the taste's next round (gold share 1: gold first) and may judge it although its own
+    # round is done; the two who judged it as a training pair never get it again.
+    Taste.objects.filter(pk=taste.pk).update(gold_share=1.0)
+    make_round(taste, pairs=2, overlap=3)
+    newcomer = make_annotator(taste)
+    (item,) = client_for(newcomer).get("/api/v1/assignments/next/", {"taste": taste.slug}).json()
+    from annotate.models import Assignment
+
+    assert Assignment.objects.get(pk=item["id"]).pair_id == pair.pk
+    assert client_for(newcomer).post("/api/v1/judgements/", {"assignment": item["id"], "choice": "left",
+                                                             "client_uuid": str(uuid.uuid4())},
+                                     format="json").status_code == 201
+    for user in judges:
+        served = client_for(user).get("/api/v1/assignments/next/", {"taste": taste.slug, "prefetch": 3})
+        items = served.json()  # the new round's pairs, never the gold one they judged
+        assert items and pair.pk not in {Assignment.objects.get(pk=i["id"]).pair_id for i in items}
+
+    # No taste round open: no gold is served. An eval pair cannot be gold (one line on the page); annotators cannot.
+    Round.objects.filter(taste=taste).update(state=Round.State.DONE)
+    assert client_for(make_annotator(taste)).get("/api/v1/assignments/next/", {"taste": taste.slug}).status_code == 204
+    eval_pair = Pair.objects.filter(round=first).order_by("id").last()
+    Pair.objects.filter(pk=eval_pair.pk).update(kind="eval")
+    refused = lead_browser.post(reverse("admin:annotate_pair_gold", args=[eval_pair.pk]), {"choice": "a"}, follow=True)
+    assert f"There is no training or gold pair {eval_pair.pk}." in refused.content.decode()
+    assert "Gold answer" not in lead_browser.get(reverse("admin:annotate_pair_change", args=[eval_pair.pk])).content.decode()
+    from django.test import Client
+
+    staff = Client()
+    staff.force_login(judges[0])
+    assert staff.post(reverse("admin:annotate_pair_gold", args=[pair.pk]), {"choice": "a"}).status_code in (302, 403)
+    pair.refresh_from_db()
+    assert pair.gold_choice == "b"
+
+
 def test_import_gold_marks_all_rows_or_none(taste, tmp_path):
     import io
 
