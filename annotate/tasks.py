@@ -118,12 +118,13 @@ def train_round(job_id: int) -> int | None:
     if attempt is None:
         return None  # someone else holds it, or it is finished
     job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
-    run_dir = training.training_run_dir(job, attempt)
+    run_dir = training.training_run_dir(job)
     heartbeat = training.Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
     heartbeat.start()
     try:
         data = training.training_dataset_export(job=job, run_dir=run_dir)
-        result = _train(job, data, run_dir, watchdog=heartbeat.check)
+        result = _train(job, data, run_dir, training.training_checkpoint_dir(run_dir, attempt),
+                        watchdog=heartbeat.check)
     except training.HeartbeatLost as exc:
         logger.warning("Training job %s attempt %s stopped: %s", job_id, attempt, exc)
         return None
@@ -138,7 +139,7 @@ def train_round(job_id: int) -> int | None:
     return candidate.pk if candidate else None
 
 
-def _train(job, data, run_dir, watchdog):
+def _train(job, data, run_dir, checkpoint, watchdog):
     """In this process on one device; through `accelerate launch` across the GPUs of this worker when it has several.
     `watchdog()` runs after every step (or every few seconds while `accelerate launch` runs) and raises to stop."""
     import os
@@ -154,7 +155,7 @@ def _train(job, data, run_dir, watchdog):
     processes = int(os.environ.get("CHISEL_TRAIN_PROCESSES", torch.cuda.device_count() or 1))
     if processes <= 1:
         return train(config, data=data, base=spec.base_path, parents=tuple(spec.lora_paths), out=run_dir,
-                     progress=False, on_step=lambda step: watchdog())
+                     checkpoint=checkpoint, progress=False, on_step=lambda step: watchdog())
     import json
     import subprocess
     import sys
@@ -164,7 +165,7 @@ def _train(job, data, run_dir, watchdog):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(job.config))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "-m", "trainer",
                "train", "--config", str(run_dir / "config.yaml"), "--data", str(data), "--base", spec.base_path,
-               "--out", str(run_dir)]
+               "--out", str(run_dir), "--checkpoint", str(checkpoint)]
     for parent in spec.lora_paths:
         command += ["--parent", parent]
     import time

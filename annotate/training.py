@@ -69,16 +69,25 @@ def training_job_heartbeat(*, job_id: int, attempt: int, step: int | None = None
     return bool(mine.update(lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now, **progress))
 
 
-def training_run_dir(job: TrainingJob, attempt: int) -> Path:
+def training_run_dir(job: TrainingJob) -> Path:
+    """The job's run folder, shared by its attempts: its dataset, metrics and resumable states, so an attempt that
+    takes over from a dead one resumes from the last saved state instead of step 0. Each attempt writes its LoRA
+    to a folder of its own (`training_checkpoint_dir`): a stale attempt cannot replace the one recorded."""
     round_ = job.round
-    return Path(settings.CHISEL_CHECKPOINT_ROOT) / round_.taste.slug / f"round-{round_.number}" / f"job-{job.pk}-attempt-{attempt}"
+    return Path(settings.CHISEL_CHECKPOINT_ROOT) / round_.taste.slug / f"round-{round_.number}" / f"job-{job.pk}"
+
+
+def training_checkpoint_dir(run_dir: Path, attempt: int) -> Path:
+    return run_dir / f"checkpoint-attempt-{attempt}"
 
 
 def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
     """The round's train judgements frozen into the file the trainer reads (ties dropped; gold pairs are never
     train pairs). With the round's trust mode, untrusted annotators are left out or every row carries its
-    annotator's trust as its weight (annotate/trust.py)."""
+    annotator's trust as its weight (annotate/trust.py). Written once per job: later attempts read the same file."""
     path = run_dir / "data" / "pairs.parquet"
+    if path.exists():  # an earlier attempt's (written atomically): the states to resume from were trained on it
+        return path
     annotators, weights = trust.training_filter(round_=job.round)
     export_preferences(ExportOptions(
         out=path, rounds=[job.round_id], kinds=[Pair.Kind.TRAIN], ties="drop", annotators=annotators, weights=weights

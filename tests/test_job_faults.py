@@ -186,5 +186,5 @@ def test_an_accelerate_launch_that_runs_past_its_timeout_is_killed(settings, mon
     job = TrainingJob.objects.create(round=round_, config={**CONFIG, "steps": 100_000}, steps=100_000)
     started = timezone.now()
     with pytest.raises(RuntimeError, match="ran past CHISEL_TRAIN_TIMEOUT"):
-        _train(job, tmp_path / "pairs.parquet", tmp_path, watchdog=lambda: None)
+        _train(job, tmp_path / "pairs.parquet", tmp_path, tmp_path / "checkpoint", watchdog=lambda: None)
     assert (timezone.now() - started).total_seconds() < 30

@@ -113,5 +113,57 @@ def test_training_stops_once_another_attempt_took_the_job(tiny_flux_dir, setting
     thief.join()
     job.refresh_from_db()
     assert (job.state, job.attempt, job.candidate_id) == ("running", 2, None)
-    logged = (training.training_run_dir(job, 1) / "metrics.jsonl").read_text().splitlines()
+    logged = (training.training_run_dir(job) / "metrics.jsonl").read_text().splitlines()
     assert 2 <= len(logged) < 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_that_takes_over_resumes_from_the_last_saved_state(tiny_flux_dir, settings, caplog):
+    """Attempt 1 is stopped mid-run (its job taken), attempt 2 dies without a step; attempt 3 goes on from attempt
+    1's last saved state in the job's run folder, not from step 0, and its LoRA is its own."""
+    import json
+    import logging
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from annotate.tasks import train_round
+
+    settings.CHISEL_TRAIN_LEASE = timedelta(seconds=3)
+    round_ = judged_round(tiny_flux_dir, pairs=4)
+    steps = 200
+    job = TrainingJob.objects.create(round=round_, config={**CONFIG, "steps": steps, "checkpoint_every": 2},
+                                     steps=steps)
+
+    def take_over():  # once attempt 1 saved a state
+        from trainer.checkpoints import complete_states
+
+        try:
+            wait_until(lambda: complete_states(training.training_run_dir(job) / "states"), timeout=120, interval=0.02,
+                       what="a saved state")
+            assert training.training_job_claim(job_id=job.pk, now=timezone.now() + timedelta(seconds=10)) == 2
+        finally:
+            connection.close()
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    assert train_round(job.pk) is None
+    thief.join()
+    stopped_at = len((training.training_run_dir(job) / "metrics.jsonl").read_text().splitlines())
+    assert stopped_at < steps, "attempt 1 ran to the end: give it more steps"
+
+    TrainingJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))  # 2 died
+    caplog.set_level(logging.INFO, logger="trainer.train")
+    candidate_id = train_round(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.attempt, job.candidate_id) == ("done", 3, candidate_id), job.error
+    resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Resuming from")]
+    assert len(resumed) == 1 and "states/step-" in resumed[0]
+    resumed_at = int(resumed[0].rsplit("(step ", 1)[1].rstrip(")"))
+    assert 2 <= resumed_at <= stopped_at
+    logged = [json.loads(line)["step"] for line in
+              (training.training_run_dir(job) / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, steps + 1))  # every step once: attempt 1's unsaved steps were trimmed
+    lora = Path(Checkpoint.objects.get(pk=candidate_id).lora_path)
+    assert lora == training.training_run_dir(job) / "checkpoint-attempt-3" and (lora / "COMPLETE").exists()

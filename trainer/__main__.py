@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--base", type=Path, required=True, help="diffusers model folder")
     run.add_argument("--parent", type=Path, action="append", default=[], help="LoRA folders of the parent, oldest first")
     run.add_argument("--out", type=Path, required=True, help="run folder: checkpoint/, metrics.jsonl, states/")
+    run.add_argument("--checkpoint", type=Path, help="where the LoRA goes (default: OUT/checkpoint)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (YAML value)")
     args = parser.parse_args(argv)
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         settings[key] = yaml.safe_load(value)
     try:
         config = TrainConfig.from_dict(settings or {})
-        result = train(config, data=args.data, base=args.base, out=args.out, parents=tuple(args.parent))
+        result = train(config, data=args.data, base=args.base, out=args.out, parents=tuple(args.parent),
+                       checkpoint=args.checkpoint)
     except (DatasetError, TrainingDiverged, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

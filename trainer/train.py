@@ -66,12 +66,14 @@ def train(
     base: Path,
     out: Path,
     parents: tuple[Path, ...] = (),
+    checkpoint: Path | None = None,
     stop_after: int | None = None,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA on (base + parent chain) from the preference file `data`; write `out/checkpoint/`,
-    `out/metrics.jsonl` and resumable states in `out/states/`. Resumes from the newest complete state.
+    `out/metrics.jsonl` and resumable states in `out/states/`. Resumes from the newest complete state. `checkpoint`
+    puts the LoRA elsewhere (each attempt of a training job writes its own).
 
     `stop_after` ends the run after that step without the final checkpoint (as if killed), for tests.
     `on_step(step)` is called after every step; an exception it raises stops the run with no checkpoint (the
@@ -156,9 +158,9 @@ def train(
             if on_step is not None:
                 on_step(step + 1)
             if stop_after is not None and step + 1 >= stop_after:
-                return TrainResult(out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
+                return TrainResult(checkpoint or out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 
-    checkpoint = out / "checkpoint"
+    checkpoint = Path(checkpoint) if checkpoint else out / "checkpoint"
     accelerator.wait_for_everyone()  # no process is still training when the LoRA is written
     if accelerator.is_main_process:
         lora = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
