@@ -200,9 +200,9 @@ def _round_name(round_: Round) -> str:
 
 
 def _sampling_hold() -> timedelta:
-    from annotate.sampling import SAMPLING_HOLD
+    from annotate.sampling import sampling_hold
 
-    return SAMPLING_HOLD
+    return sampling_hold()
 
 
 def _clock(moment: datetime | None, date: bool = False) -> str:

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -16,7 +17,12 @@ from sampler.spec import ModelSpec, PairRequest, SampledPair, SampleParams
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_HOLD = timedelta(minutes=15)  # how long a sample task may hold a round before the beat retries
+
+
+def sampling_hold() -> timedelta:
+    """How long a sample task holds a round before the beat takes it for dead and retries (renewed every third of it
+    while the task works): CHISEL_SAMPLING_HOLD_SECONDS."""
+    return settings.CHISEL_SAMPLING_HOLD
 DEFAULT_LOW_WATER = 20  # open pairs kept waiting for annotators, and for each annotator who waits
 DEFAULT_BATCH = 8  # pairs per sample task
 
@@ -99,8 +105,8 @@ def round_reserve_samples(*, round_id: int, now: datetime | None = None) -> Samp
             return None
         start = round_.sample_cursor
         requests = tuple((prompt_ids[i % len(prompt_ids)], i) for i in range(start, start + wanted))
-        Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + SAMPLING_HOLD)
-    return SampleJob(round_id=round_id, requests=requests, hold=(now + SAMPLING_HOLD).isoformat())
+        Round.objects.filter(pk=round_id).update(sample_cursor=start + wanted, sampling_until=now + sampling_hold())
+    return SampleJob(round_id=round_id, requests=requests, hold=(now + sampling_hold()).isoformat())
 
 
 def round_refill(*, round_id: int) -> int:
@@ -181,16 +187,16 @@ def round_release_sampling(*, round_id: int, hold: str | None = None) -> bool:
 
 
 def round_renew_hold(*, round_id: int, hold: str, now: datetime | None = None) -> str | None:
-    """Extend the task's hold on the round by SAMPLING_HOLD from now; the new token, or None when the hold is no
+    """Extend the task's hold on the round by the sampling hold from now; the new token, or None when the hold is no
     longer this task's (it ran out and another task took the round, or the round was failed or cancelled)."""
-    renewed = (now or timezone.now()) + SAMPLING_HOLD
+    renewed = (now or timezone.now()) + sampling_hold()
     if Round.objects.filter(pk=round_id, sampling_until=datetime.fromisoformat(hold)).update(sampling_until=renewed):
         return renewed.isoformat()
     return None
 
 
 class HoldKeeper:
-    """Renews a sample task's hold from a thread while the task works (every third of SAMPLING_HOLD), so a long
+    """Renews a sample task's hold from a thread while the task works (every third of its hold), so a long
     batch on a slow GPU is not taken for a dead one; `hold` is the current token, for the fenced release. A task
     queued without a token (before holds were fenced) releases the round unconditionally, as it used to."""
 
@@ -198,7 +204,7 @@ class HoldKeeper:
         import threading
 
         self.round_id, self.hold, self.fenced = round_id, hold or "", bool(hold)
-        self.every = every or SAMPLING_HOLD.total_seconds() / 3
+        self.every = every or sampling_hold().total_seconds() / 3
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"hold-round-{round_id}")
 
@@ -274,8 +280,8 @@ def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> str | N
             return None
         if not round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)):
             return None
-        Round.objects.filter(pk=round_id).update(sampling_until=now + SAMPLING_HOLD)
-    return (now + SAMPLING_HOLD).isoformat()
+        Round.objects.filter(pk=round_id).update(sampling_until=now + sampling_hold())
+    return (now + sampling_hold()).isoformat()
 
 
 def round_missing_eval_requests(*, round_: Round, wanted: list[tuple[int, int]]) -> list[tuple[int, int]]:

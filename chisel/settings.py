@@ -216,6 +216,8 @@ CHISEL_PUBLIC_URL = env.str("CHISEL_PUBLIC_URL", default="")
 # Where training runs write their datasets, states and LoRA checkpoints.
 CHISEL_CHECKPOINT_ROOT = env.path("CHISEL_CHECKPOINT_ROOT", default=BASE_DIR / "var" / "checkpoints")
 CHISEL_TRAIN_LEASE = timedelta(seconds=env.int("CHISEL_TRAIN_LEASE_SECONDS", default=300))
+# How long a sample task holds its round before the beat takes it for dead (renewed every third while it works).
+CHISEL_SAMPLING_HOLD = timedelta(seconds=env.int("CHISEL_SAMPLING_HOLD_SECONDS", default=900))
 CHISEL_TRAIN_MAX_ATTEMPTS = env.int("CHISEL_TRAIN_MAX_ATTEMPTS", default=3)  # then the round fails with the reason
 CHISEL_TRAIN_TIMEOUT = timedelta(seconds=env.int("CHISEL_TRAIN_TIMEOUT_SECONDS", default=12 * 3600))  # one attempt
 CHISEL_EXPORT_STALE = timedelta(seconds=env.int("CHISEL_EXPORT_STALE_SECONDS", default=600))  # no progress: retried

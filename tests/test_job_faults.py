@@ -148,7 +148,7 @@ def test_a_working_sample_task_keeps_renewing_its_hold(taste):
     with sampling.HoldKeeper(round_.pk, job.hold, every=0.2) as keeper:
         wait_until(lambda: keeper.hold != job.hold, timeout=10, what="a renewal")
         held = Round.objects.get(pk=round_.pk).sampling_until
-        assert held.isoformat() == keeper.hold and held > timezone.now() + sampling.SAMPLING_HOLD - timedelta(seconds=5)
+        assert held.isoformat() == keeper.hold and held > timezone.now() + sampling.sampling_hold() - timedelta(seconds=5)
     assert Round.objects.get(pk=round_.pk).sampling_until is None  # released on exit
 
 
