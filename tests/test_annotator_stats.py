@@ -130,9 +130,9 @@ def test_gold_pairs_are_served_blind_outside_overlap_and_score_the_annotators(ta
         job.round.refresh_from_db()
         if threshold == 0.99:
             with pytest.raises(DomainError, match="No annotator of portraits has a trust of 0.99"):
-                training_dataset_export(job=job, run_dir=tmp_path / mode)
+                training_dataset_export(job=job, run_dir=tmp_path / f"{mode}-{threshold}")
             continue
-        table = pq.read_table(training_dataset_export(job=job, run_dir=tmp_path / mode)).to_pylist()
+        table = pq.read_table(training_dataset_export(job=job, run_dir=tmp_path / f"{mode}-{threshold}")).to_pylist()
         assert {r["pair_kind"] for r in table} == {"train"}
         assert ("coin-0" in {r["annotator"] for r in table}) is (mode == "weight")
         for r in table:
