@@ -150,8 +150,9 @@ def check_guard_rails(*, round_id: int, rails: dict) -> dict:
                                            "registers it")
             continue
         results[name] = _run(rail, sides, rail.limits_with(limits))
-    for name in shown:
-        results[name] = {**_run(registered[name], sides, registered[name].limits_with()), "ok": True, "on": False}
+    for name in shown:  # off: measured without bounds
+        unbounded = registered[name].limits_with({key: None for key in registered[name].limits})
+        results[name] = {**_run(registered[name], sides, unbounded), "ok": True, "on": False}
     return results
 
 

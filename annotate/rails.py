@@ -44,11 +44,11 @@ def human_flags(sides, limits: dict) -> dict:
                     f"{flag}.p": round(p_value, 4)}
         lines.append(f"{flag} {before:.2f} → {after:.2f} per judgement ({worse} pairs worse, {better} better, "
                      f"p = {p_value:.3f})")
-    verdict = f"broken on {', '.join(broken)}" if broken else "holds"
     return {"ok": not broken, "figures": figures,
-            "detail": f"{verdict}: {'; '.join(lines)} over {judgements} judgements of {len(judged)} eval pairs "
-                      f"(breaks on a rise of more than {margin:g} flags per judgement that a one-sided sign test "
-                      f"confirms, p < {significance:g}, {significance:g} ÷ flags seen for one flag)"}
+            "detail": f"{'; '.join(lines)} over {judgements} judgements of {len(judged)} eval pairs (breaks on a rise "
+                      f"of more than {margin:g} flags per judgement that a one-sided sign test confirms, "
+                      f"p < {significance:g}, {significance:g} ÷ flags seen for one flag)"
+                      + (f"; broken on {', '.join(broken)}" if broken else "")}
 
 
 def diversity(sides, limits: dict) -> dict:
@@ -92,8 +92,10 @@ def ai_look(sides, limits: dict) -> dict:
             bounds.append(f"fall ≤ {drop:.0%}")
             broken += [key] if change < -drop - 1e-9 else []
         lines.append(f"{key} {parent:.4g} → {child:.4g} ({change:+.1%}{'; ' + ', '.join(bounds) if bounds else ''})")
-    verdict = f"broken on {', '.join(dict.fromkeys(broken))}" if broken else "holds"
-    return {"ok": not broken, "figures": figures, "detail": f"{verdict}: {'; '.join(lines)}"}
+    bounded = any(limits.get(f"{key}_max_{way}") is not None for key in LOOK_KEYS for way in ("rise", "drop"))
+    return {"ok": not broken, "figures": figures,
+            "detail": ("" if bounded else "figures only, no bound set: ") + "; ".join(lines)
+                      + (f"; broken on {', '.join(dict.fromkeys(broken))}" if broken else "")}
 
 
 def _mean(images, key: str) -> float:

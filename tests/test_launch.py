@@ -44,7 +44,9 @@ def test_a_launch_splits_the_prompts_and_starts_sampling(ready_taste):
     assert len(config["eval_prompt_ids"]) == 3 and len(config["prompt_ids"]) == 7
     assert not set(config["eval_prompt_ids"]) & set(config["prompt_ids"])
     assert set(Prompt.objects.filter(pk__in=config["eval_prompt_ids"]).values_list("split", flat=True)) == {"heldout"}
-    assert round_.training_config == {"beta": 500} and round_.guard_rails == {"adherence": {"max_drop": 0.05}}
+    assert round_.training_config == {"beta": 500}
+    assert round_.guard_rails == {"human_flags": {"margin": 0.05, "significance": 0.05}, "diversity": {"max_drop": 0.25},
+                                  "adherence": {"max_drop": 0.05, "significance": 0.05}}  # the rails on by default
 
 
 @pytest.mark.parametrize(
@@ -90,8 +92,8 @@ def test_the_admin_launch_form_creates_a_round_or_shows_the_error(lead_browser, 
     assert page.status_code == 200 and b"Launch round" in page.content
     assert lead_browser.get("/admin/annotate/round/add/").url.endswith("/admin/annotate/round/launch/")
     form = {"taste": ready_taste.slug, "heldout_share": 0.2, "pair_quota": 10, "label_quota": 20, "overlap": 2,
-            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "adherence_max_drop": 0.05,
-            "auto_advance": "on"}
+            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "rail__adherence": "on",
+            "rail__adherence__max_drop": 0.05, "auto_advance": "on"}
     refused = lead_browser.post("/admin/annotate/round/launch/", {**form, "prompt_text": "just one"})
     assert refused.status_code == 200 and b"at least two prompts" in refused.content
     assert not Round.objects.exists()
@@ -205,7 +207,7 @@ def test_unusual_settings_launch_with_a_warning_naming_the_usual_range(ready_tas
 def launch_form(taste, **changes) -> dict:
     return {"taste": taste.slug, "prompt_text": "\n".join(PROMPTS), "heldout_share": 0.2, "pair_quota": 10,
             "label_quota": 20, "overlap": 2, "eval_pair_quota": 8, "promotion_threshold": 0.5,
-            "adherence_max_drop": 0.05, "auto_advance": "on", **changes}
+            "rail__adherence": "on", "rail__adherence__max_drop": 0.05, "auto_advance": "on", **changes}
 
 
 def test_the_launch_form_bounds_every_number_and_warns_on_the_unusual(lead_browser, ready_taste):

@@ -53,6 +53,6 @@ class Command(BaseCommand):
         if decision:
             lines.append(f"  decision: {'promoted' if decision['promote'] else 'rejected'} — {decision['reason']}")
             for name, check in (decision.get("guard_rails") or {}).items():
-                state = "off, figures only" if check.get("on") is False else "holds" if check["ok"] else "BROKEN"
+                state = "off" if check.get("on") is False else "holds" if check["ok"] else "BROKEN"
                 lines.append(f"    {name}: {state} — {check['detail']}")
         return "\n".join(lines)
