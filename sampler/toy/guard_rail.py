@@ -71,6 +71,6 @@ def _adherence(prompts: list[str], images) -> list[bool] | None:
 GUARD_RAILS = [
     {"name": "adherence", "check": adherence_rail, "on": True, "describe": describe,
      "summary": "toy world only: caption adherence may not fall below the parent's or the base's (sign test)",
-     "limits": {"max_drop": (0.05, 0.0, 1.0, "largest fall (share)"),
+     "limits": {"max_drop": (0.05, 0.0, 1.0, "largest fall, as a share"),
                 "significance": (0.05, 0.0, 1.0, "significance")}},
 ]
