@@ -126,8 +126,8 @@ def guard_rails_checked(chosen: dict) -> dict:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not limit.low <= value <= limit.high:
-                raise ValueError(f"The {name} guard-rail's {key} ({limit.label}) {value!r} is out of bounds: it must be "
-                                 f"between {limit.low:g} and {limit.high:g}.")
+                raise ValueError(f"The {name} guard-rail's {key} ({limit.label}) {value!r} is out of bounds: "
+                                 f"it must be between {limit.low:g} and {limit.high:g}.")
         stored[name] = rail.limits_with(limits)
     return stored
 

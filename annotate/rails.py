@@ -83,7 +83,8 @@ def ai_look(sides, limits: dict) -> dict:
     for key in LOOK_KEYS:
         parent, child = _mean(sides.parent, key), _mean(sides.child, key)
         change = (child - parent) / abs(parent) if parent else 0.0
-        figures |= {f"{key}.parent": round(parent, 4), f"{key}.child": round(child, 4), f"{key}.change": round(change, 4)}
+        figures |= {f"{key}.parent": round(parent, 4), f"{key}.child": round(child, 4),
+                    f"{key}.change": round(change, 4)}
         bounds = []
         if (rise := limits.get(f"{key}_max_rise")) is not None:
             bounds.append(f"rise ≤ {rise:.0%}")

@@ -201,7 +201,8 @@ def test_ai_look_bounds_break_on_a_brighter_child_and_hold_on_an_unchanged_one(t
     unchanged = eval_round(services.taste_create(slug="unchanged"), tmp_path, rails={"ai_look": {}}, parent=same,
                            child=same)
     rail = check_guard_rails(round_id=unchanged.pk, rails=unchanged.guard_rails)["ai_look"]
-    assert rail["ok"] and all(rail["figures"][f"{key}.change"] == 0 for key in ("brightness", "saturation", "sharpness"))
+    assert rail["ok"] and all(rail["figures"][f"{key}.change"] == 0 for key in ("brightness", "saturation",
+                                                                                 "sharpness"))
 
 
 def test_a_decision_shows_every_rails_figures_and_ai_look_off_never_blocks(taste, tmp_path, lead_browser):

@@ -45,8 +45,9 @@ def test_a_launch_splits_the_prompts_and_starts_sampling(ready_taste):
     assert not set(config["eval_prompt_ids"]) & set(config["prompt_ids"])
     assert set(Prompt.objects.filter(pk__in=config["eval_prompt_ids"]).values_list("split", flat=True)) == {"heldout"}
     assert round_.training_config == {"beta": 500}
-    assert round_.guard_rails == {"human_flags": {"margin": 0.05, "significance": 0.05}, "diversity": {"max_drop": 0.25},
-                                  "adherence": {"max_drop": 0.05, "significance": 0.05}}  # the rails on by default
+    assert round_.guard_rails == {  # the rails on by default
+        "human_flags": {"margin": 0.05, "significance": 0.05}, "diversity": {"max_drop": 0.25},
+        "adherence": {"max_drop": 0.05, "significance": 0.05}}
 
 
 @pytest.mark.parametrize(
