@@ -202,9 +202,9 @@ def round_eval_sides(*, round_id: int) -> EvalSides:
 
 
 def eval_image(image: Image, flags: Counter | None = None) -> EvalImage:
-    """An Image row as plain data; its pixels are read once, on first use."""
+    """An Image row as plain data; its pixels are read on each `load()` (not kept: a round's eval images at
+    1024 px would hold gigabytes)."""
 
-    @cache
     def load():
         from PIL import Image as PILImage
 

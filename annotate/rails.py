@@ -55,7 +55,7 @@ def diversity(sides, limits: dict) -> dict:
     """The child's diversity across seeds on the held-out prompts may not fall more than `max_drop` (a share) below
     the parent's: the mode-collapse monitor (sampler/diversity.py: mean pairwise distance of one prompt's images
     across seeds, averaged over prompts)."""
-    from sampler.diversity import diversity as measure
+    from sampler.diversity import mean_pairwise_distance
 
     by_prompt = defaultdict(list)
     for i, prompt in enumerate(sides.prompts):
@@ -64,8 +64,9 @@ def diversity(sides, limits: dict) -> dict:
     if not groups:
         return {"ok": True, "figures": {"prompts": 0},
                 "detail": "not applicable: no held-out prompt has eval images of two seeds"}
-    parent = measure([[sides.parent[i].load() for i in group] for group in groups])
-    child = measure([[sides.child[i].load() for i in group] for group in groups])
+    # sampler.diversity.diversity over the groups, one prompt's images in memory at a time
+    parent = float(np.mean([mean_pairwise_distance([sides.parent[i].load() for i in group]) for group in groups]))
+    child = float(np.mean([mean_pairwise_distance([sides.child[i].load() for i in group]) for group in groups]))
     change = (child - parent) / parent if parent else 0.0
     max_drop = limits["max_drop"]
     ok = change >= -max_drop - 1e-9
