@@ -52,6 +52,7 @@ def test_it_round_trips_export_then_import(taste, tmp_path, format, extension):
 
     out = tmp_path / f"d.{extension}"
     export_preferences(ExportOptions(out=out, format=format))
+    assert "`off_prompt` doesn't match the prompt" in next(tmp_path.glob("*README.md")).read_text()  # the card
     other = services.taste_create(slug="copied")
     assert import_preferences(path=out, taste=other, source="roundtrip").rows == 3
     copied = sorted((j.pair.prompt.text, j.flags_a, j.flags_b)
