@@ -68,14 +68,15 @@ class Decision:
     promote: bool
     win: dict
     threshold: float
-    guard_rails: dict = field(default_factory=dict)  # name → {"ok": bool, "detail": str}
+    guard_rails: dict = field(default_factory=dict)  # name → {"ok", "on", "detail", "figures"}
     reason: str = ""
 
 
 def promotion_decision(win: WinRate, *, threshold: float = 0.5, guard_rails: dict | None = None) -> Decision:
-    """Promote when the interval's lower bound clears `threshold` and every guard-rail holds."""
+    """Promote when the interval's lower bound clears `threshold` and every guard-rail the round runs holds (a rail
+    shown off, `"on": False`, only reports its figures)."""
     guard_rails = guard_rails or {}
-    broken = [name for name, check in guard_rails.items() if not check["ok"]]
+    broken = [name for name, check in guard_rails.items() if check.get("on", True) and not check["ok"]]
     if win.n == 0:
         promote, reason = False, "no evaluation judgements"
     elif win.low <= threshold:

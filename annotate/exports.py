@@ -541,8 +541,8 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         "",
         "Columns: Pick-a-Pic v2's, in its order and types (`__index_level_0__` is the row's place in the export), then",
         "Chisel's own. Labels: `label_0` is 1 when image 0 won, 0 when image 1 won, 0.5 for a tie. `choice` repeats it",
-        "as a/b/tie; `flags_0`/`flags_1` are the defects annotators marked on each image. `created_at` is UTC, stored",
-        "without a timezone (`timestamp[ns]`) as in Pick-a-Pic v2.",
+        "as a/b/tie; `flags_0`/`flags_1` are the defects annotators marked on each image (" + _flag_words() + ").",
+        "`created_at` is UTC, stored without a timezone (`timestamp[ns]`) as in Pick-a-Pic v2.",
         "",
         _dpo_script_words(paths, files),
         "",
@@ -565,3 +565,7 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         _place(temp, paths.card, overwrite=options.overwrite)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _flag_words() -> str:
+    return ", ".join(f"`{value}` {label.lower()}" for value, label in Judgement.Flag.choices)

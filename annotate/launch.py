@@ -10,11 +10,11 @@ from django.db import connection
 
 from annotate import launch_settings, locks, loop, rounds
 from annotate.errors import DomainError
+from annotate.guard_rails import default_guard_rails, guard_rails_checked
 from annotate.models import Prompt, Round, Taste
 from sampler.model_defaults import ModelDefaultsError
 from trainer.config import TrainConfig
 
-DEFAULT_GUARD_RAILS = {"adherence": {"max_drop": 0.05}}
 SAMPLING_KEYS = ("steps", "guidance", "width", "height", "max_sequence_length", "low_water", "batch")
 
 
@@ -33,7 +33,7 @@ class LaunchSettings:
     sampling: dict = field(default_factory=dict)  # SAMPLING_KEYS; missing ones fall back to the base model's
     training: dict = field(default_factory=dict)  # TrainConfig fields; missing ones: the base model's (chisel.json)
     promotion_threshold: float = launch_settings.QUOTAS["promotion_threshold"]
-    guard_rails: dict = field(default_factory=lambda: dict(DEFAULT_GUARD_RAILS))
+    guard_rails: dict = field(default_factory=default_guard_rails)  # rail name → limits (annotate/guard_rails.py)
     auto_advance: bool = True
     trust_mode: str = "off"  # annotator trust in training: off, exclude (below trust_threshold) or weight
     trust_threshold: float = 0.4
@@ -54,7 +54,7 @@ def round_launch(*, taste: Taste, settings: LaunchSettings, start: bool = True) 
             taste=taste, number=(taste.rounds.order_by("-number").values_list("number", flat=True).first() or 0) + 1,
             parent_checkpoint=taste.current_checkpoint, pair_quota=settings.pair_quota,
             label_quota=settings.label_quota, overlap=settings.overlap, eval_pair_quota=settings.eval_pair_quota,
-            promotion_threshold=settings.promotion_threshold, guard_rails=settings.guard_rails,
+            promotion_threshold=settings.promotion_threshold, guard_rails=guard_rails_checked(settings.guard_rails),
             auto_advance=settings.auto_advance, training_config=training,
             trust_mode=settings.trust_mode, trust_threshold=settings.trust_threshold,
             sampling_config={**sampling, "prompt_ids": train_ids, "eval_prompt_ids": heldout_ids},
@@ -91,6 +91,10 @@ def _check(taste: Taste, settings: LaunchSettings) -> None:
         raise DomainError("The promotion threshold is a win rate between 0 and 1.")
     if not 0 < settings.heldout_share < 1:
         raise DomainError("The held-out share must be between 0 and 1.")
+    try:
+        guard_rails_checked(settings.guard_rails)
+    except ValueError as exc:
+        raise DomainError(str(exc)) from exc
     unknown = sorted(set(settings.sampling) - set(SAMPLING_KEYS))
     if unknown:
         raise DomainError(f"Unknown sampling settings: {', '.join(unknown)}.")

@@ -2,6 +2,7 @@
 
 from django import forms
 
+from annotate.guard_rails import registry
 from annotate.launch import LaunchSettings
 from annotate.launch_settings import (
     FAMILY_NAMES, LIMITS, QUOTAS, base_sampling, base_training, model_defaults, usual_range,
@@ -9,6 +10,7 @@ from annotate.launch_settings import (
 from annotate.models import Round, Taste
 
 MAX_PROMPT_FILE = 2 * 1024 * 1024
+RAIL_PREFIX = "rail__"
 # form field → (section, key) of the round's sampling_config / training_config
 MODEL_FIELDS = {
     "steps": ("sampling", "steps"), "guidance": ("sampling", "guidance"), "size": ("sampling", "width"),
@@ -52,10 +54,6 @@ class LaunchRoundForm(forms.Form):
     )
     promotion_threshold = _bounded(forms.FloatField, "promotion_threshold", initial=QUOTAS["promotion_threshold"],
                                    help_text="Promote when the win rate's 95% lower bound clears this.")
-    adherence_max_drop = forms.FloatField(
-        initial=0.05, min_value=0, max_value=1, required=False,
-        help_text="Guard-rail: caption adherence may drop at most this much (toy world).",
-    )
     auto_advance = forms.BooleanField(initial=True, required=False,
                                       help_text="Train and decide by itself once the quotas are met.")
     trust_mode = forms.ChoiceField(
@@ -68,6 +66,7 @@ class LaunchRoundForm(forms.Form):
     def __init__(self, *args, taste: Taste | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["taste"].widget.attrs["data-reload-with"] = "taste"  # annotate/launch_form.js (no inline script: CSP)
+        self.fields.update(rail_fields())
         checkpoint = taste.current_checkpoint if taste is not None else None
         if checkpoint is None:
             hint = "choose a taste to see it" if taste is None else "this taste has no model yet"
@@ -91,14 +90,21 @@ class LaunchRoundForm(forms.Form):
         except UnicodeDecodeError as exc:
             raise forms.ValidationError("The prompt file is not UTF-8 text.") from exc
 
+    def setting_fields(self) -> list:
+        return [bound for bound in self if not bound.name.startswith(RAIL_PREFIX)]
+
+    def guard_rail_fields(self) -> list:
+        return [bound for bound in self if bound.name.startswith(RAIL_PREFIX)]
+
     def settings(self) -> LaunchSettings:
         data = self.cleaned_data
         optional = lambda pairs: {key: data[f] for key, f in pairs if data.get(f) not in (None, "")}  # noqa: E731
         sampling = optional([("steps", "steps"), ("guidance", "guidance"), ("width", "size"), ("height", "size")])
         training = optional([("beta", "beta"), ("learning_rate", "learning_rate"), ("steps", "train_steps"),
                              ("rank", "rank"), ("reference", "reference")])
-        drop = data.get("adherence_max_drop")
-        rails = {} if drop is None else {"adherence": {"max_drop": drop}}
+        rails = {name: {key: data[field_name(name, key)] for key in rail.limits
+                        if data.get(field_name(name, key)) is not None}
+                 for name, rail in registry().items() if data.get(field_name(name))}
         return LaunchSettings(
             tags=[t.strip() for t in data["prompt_tags"].split(",") if t.strip()],
             prompt_texts=data["prompt_file"] + data["prompt_text"].splitlines(), heldout_share=data["heldout_share"],
@@ -108,6 +114,30 @@ class LaunchRoundForm(forms.Form):
             trust_mode=data.get("trust_mode") or "off",
             trust_threshold=0.4 if data.get("trust_threshold") is None else data["trust_threshold"],
         )
+
+
+def field_name(rail: str, limit: str = "") -> str:
+    """The form field that runs a guard-rail (no `limit`) or sets one of its limits."""
+    return f"{RAIL_PREFIX}{rail}" + (f"__{limit}" if limit else "")
+
+
+def rail_fields() -> dict[str, forms.Field]:
+    """A tick box per registered guard-rail (ticked when it runs by default) and a field per limit; a blank limit
+    takes the rail's default."""
+    fields = {}
+    for name, rail in registry().items():
+        fields[field_name(name)] = forms.BooleanField(
+            initial=rail.on, required=False, label=f"Guard-rail {name}",
+            help_text=rail.summary + (" Its figures are shown in the decision even when it is off."
+                                      if rail.always_shown else ""),
+        )
+        for key, limit in rail.limits.items():
+            fallback = "no bound" if limit.default is None else f"{limit.default:g} (the default)"
+            fields[field_name(name, key)] = forms.FloatField(
+                required=False, min_value=limit.low, max_value=limit.high, initial=limit.default,
+                label=f"{name}: {limit.label}", help_text=f"Blank: {fallback}.",
+            )
+    return fields
 
 
 def fallbacks(base) -> dict[str, str]:
@@ -145,8 +175,9 @@ def launch_initial(taste: Taste) -> dict:
         initial.update(pair_quota=last.pair_quota, label_quota=last.label_quota, overlap=last.overlap,
                        eval_pair_quota=last.eval_pair_quota, promotion_threshold=last.promotion_threshold,
                        auto_advance=last.auto_advance, heldout_share=_heldout_share(last))
-        adherence = (last.guard_rails or {}).get("adherence", {})
-        initial["adherence_max_drop"] = adherence.get("max_drop")
+        for name, limits in (last.guard_rails or {}).items():  # rails on by default stay ticked (rail_fields)
+            initial[field_name(name)] = True
+            initial.update({field_name(name, key): value for key, value in (limits or {}).items()})
     for name, (section, key) in MODEL_FIELDS.items():
         initial[name] = (sampling if section == "sampling" else training).get(key)
     return initial

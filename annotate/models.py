@@ -362,6 +362,7 @@ class Judgement(models.Model):
         OVERSATURATED = "oversaturated"
         BLAND_COMPOSITION = "bland_composition"
         ARTIFACTS = "artifacts"
+        OFF_PROMPT = "off_prompt", "Doesn't match the prompt"
 
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgement")
     # Denormalised from the assignment so exports and agreement queries need no join, and so the

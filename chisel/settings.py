@@ -226,6 +226,10 @@ CHISEL_EXPORT_MAX_ATTEMPTS = env.int("CHISEL_EXPORT_MAX_ATTEMPTS", default=3)
 # API tokens expire this many days after they were made or rotated (manage.py rotate_token); 0: never.
 CHISEL_TOKEN_TTL_DAYS = env.float("CHISEL_TOKEN_TTL_DAYS", default=0)
 
+# Modules whose GUARD_RAILS extend the promotion gate's registry (annotate/guard_rails.py) beside the built-in rails
+# of annotate/rails.py. The toy world's caption-adherence rail is one; on a real model it says "not applicable".
+CHISEL_GUARD_RAIL_MODULES = env.list("CHISEL_GUARD_RAIL_MODULES", default=["sampler.toy.guard_rail"])
+
 # Annotation
 CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
 CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)

@@ -119,15 +119,18 @@ def test_flags_are_stored_per_image(page, taste):
     log_in(page, annotator)
     first = shown(page)
     page.keyboard.press("q")  # left: waxy skin
+    page.keyboard.press("u")  # left: doesn't match the prompt
     page.keyboard.press("Shift+Y")  # right: artifacts
     page.click("#chips-right .chip[data-flag=flat_colour]")
-    expect(page.locator("#chips-left .chip.on")).to_have_count(1)
+    expect(page.locator("#chips-left .chip[data-flag=off_prompt]")).to_contain_text("Doesn't match the prompt")
+    expect(page.locator("#help-flags")).to_contain_text("u/⇧U doesn't match the prompt")
+    expect(page.locator("#chips-left .chip.on")).to_have_count(2)
     expect(page.locator("#chips-right .chip.on")).to_have_count(2)
     page.keyboard.press("3")
     next_after(page, first)
     drained(page)
     judgement = Judgement.objects.select_related("assignment").get()
-    left, right = ["waxy_skin"], ["artifacts", "flat_colour"]
+    left, right = ["off_prompt", "waxy_skin"], ["artifacts", "flat_colour"]
     expected = (left, right) if judgement.assignment.left_is_a else (right, left)
     assert (judgement.flags_a, judgement.flags_b) == expected
     expect(page.locator(".chip.on")).to_have_count(0)  # the next pair starts clean

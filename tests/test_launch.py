@@ -44,7 +44,10 @@ def test_a_launch_splits_the_prompts_and_starts_sampling(ready_taste):
     assert len(config["eval_prompt_ids"]) == 3 and len(config["prompt_ids"]) == 7
     assert not set(config["eval_prompt_ids"]) & set(config["prompt_ids"])
     assert set(Prompt.objects.filter(pk__in=config["eval_prompt_ids"]).values_list("split", flat=True)) == {"heldout"}
-    assert round_.training_config == {"beta": 500} and round_.guard_rails == {"adherence": {"max_drop": 0.05}}
+    assert round_.training_config == {"beta": 500}
+    assert round_.guard_rails == {  # the rails on by default
+        "human_flags": {"margin": 0.05, "significance": 0.05}, "diversity": {"max_drop": 0.25},
+        "adherence": {"max_drop": 0.05, "significance": 0.05}}
 
 
 @pytest.mark.parametrize(
@@ -90,8 +93,8 @@ def test_the_admin_launch_form_creates_a_round_or_shows_the_error(lead_browser, 
     assert page.status_code == 200 and b"Launch round" in page.content
     assert lead_browser.get("/admin/annotate/round/add/").url.endswith("/admin/annotate/round/launch/")
     form = {"taste": ready_taste.slug, "heldout_share": 0.2, "pair_quota": 10, "label_quota": 20, "overlap": 2,
-            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "adherence_max_drop": 0.05,
-            "auto_advance": "on"}
+            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "rail__adherence": "on",
+            "rail__adherence__max_drop": 0.05, "auto_advance": "on"}
     refused = lead_browser.post("/admin/annotate/round/launch/", {**form, "prompt_text": "just one"})
     assert refused.status_code == 200 and b"at least two prompts" in refused.content
     assert not Round.objects.exists()
@@ -205,7 +208,7 @@ def test_unusual_settings_launch_with_a_warning_naming_the_usual_range(ready_tas
 def launch_form(taste, **changes) -> dict:
     return {"taste": taste.slug, "prompt_text": "\n".join(PROMPTS), "heldout_share": 0.2, "pair_quota": 10,
             "label_quota": 20, "overlap": 2, "eval_pair_quota": 8, "promotion_threshold": 0.5,
-            "adherence_max_drop": 0.05, "auto_advance": "on", **changes}
+            "rail__adherence": "on", "rail__adherence__max_drop": 0.05, "auto_advance": "on", **changes}
 
 
 def test_the_launch_form_bounds_every_number_and_warns_on_the_unusual(lead_browser, ready_taste):
@@ -265,3 +268,61 @@ def test_a_broken_chisel_json_is_refused_in_one_line(model_dir):
     (model_dir / "chisel.json").write_text('{"sampling": {"steps": -3}}')
     with pytest.raises(CommandError, match="sampling steps must be a positive whole number"):
         call_command("create_taste", "broken", "--model", str(model_dir), stdout=io.StringIO())
+
+
+def test_the_launch_form_chooses_each_rounds_guard_rails_and_prefills_them(lead_browser, ready_taste):
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={ready_taste.slug}").context["form"]
+    ticked = {name: form[f"rail__{name}"].value() for name in ("human_flags", "diversity", "adherence", "ai_look")}
+    assert ticked == {"human_flags": True, "diversity": True, "adherence": True, "ai_look": False}
+    assert form["rail__diversity__max_drop"].value() == 0.25
+    assert form.fields["rail__ai_look__brightness_max_drop"].help_text == "Blank: no bound."
+    page = lead_browser.get(f"/admin/annotate/round/launch/?taste={ready_taste.slug}").content.decode()
+    assert 'id="guard-rails"' in page and "figures are shown in the decision even when it is off" in page
+
+    refused = lead_browser.post("/admin/annotate/round/launch/", launch_form(
+        ready_taste, rail__human_flags="on", rail__diversity__max_drop="1.5"))
+    assert refused.status_code == 200 and not Round.objects.exists()
+    assert refused.context["form"].errors == {"rail__diversity__max_drop": [
+        "Ensure this value is less than or equal to 1.0."]}
+
+    chosen = launch_form(ready_taste, rail__human_flags="on", rail__human_flags__margin="0.1", rail__ai_look="on",
+                         rail__ai_look__brightness_max_rise="0.2", rail__ai_look__sharpness_max_drop="",
+                         rail__diversity__max_drop="0.4")  # diversity and adherence left unticked
+    chosen.pop("rail__adherence")
+    assert lead_browser.post("/admin/annotate/round/launch/", chosen).status_code == 302
+    first = Round.objects.get()
+    assert first.guard_rails == {"human_flags": {"margin": 0.1, "significance": 0.05},
+                                 "ai_look": {"brightness_max_rise": 0.2, "saturation_max_rise": 0.1,
+                                             "sharpness_max_drop": 0.25}}
+    settings_page = lead_browser.get(f"/admin/annotate/round/{first.pk}/change/").content.decode()
+    assert "breaks when the child&#x27;s mean brightness rises more than 20%" in settings_page
+
+    Round.objects.filter(pk=first.pk).update(state="done")
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={ready_taste.slug}").context["form"]
+    assert (form["rail__ai_look"].value(), form["rail__ai_look__brightness_max_rise"].value()) == (True, 0.2)
+    assert (form["rail__human_flags__margin"].value(), form["rail__diversity"].value()) == (0.1, True)  # on by default
+
+
+def test_launch_round_turns_rails_on_and_off_and_sets_their_limits(ready_taste, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS))
+    launch = ["launch_round", "--taste", ready_taste.slug, "--prompts", str(prompts), "--pairs", "10"]
+    for flags, message in ((["--rail", "nope"], "Unknown guard-rail 'nope'; known: human_flags, diversity, ai_look"),
+                           (["--rail-limit", "diversity.max_drop=2"],
+                            r"max_drop \(largest fall, as a share\) 2.0 is out of bounds: it must be between 0 and 1"),
+                           (["--rail-limit", "diversity.floor=0.1"], "Guard-rail 'diversity' has no limit 'floor'"),
+                           (["--rail-limit", "diversity=0.1"], "write NAME.KEY=VALUE"),
+                           (["--no-rail", "diversity", "--rail-limit", "diversity.max_drop=0.1"], "turned off")):
+        with pytest.raises(CommandError, match=message):
+            call_command(*launch, *flags, stdout=io.StringIO())
+    assert not Round.objects.exists()
+    call_command(*launch, "--no-rail", "diversity", "--rail", "ai_look", "--rail-limit", "human_flags.margin=0.2",
+                 "--rail-limit", "ai_look.saturation_max_rise=0.3", stdout=io.StringIO())
+    round_ = Round.objects.get()
+    assert round_.guard_rails == {"human_flags": {"margin": 0.2, "significance": 0.05},
+                                  "adherence": {"max_drop": 0.05, "significance": 0.05},
+                                  "ai_look": {"brightness_max_rise": 0.1, "saturation_max_rise": 0.3,
+                                              "sharpness_max_drop": 0.25}}
+    Round.objects.update(state="done")
+    call_command(*launch, "--no-rail", "all", stdout=io.StringIO())
+    assert Round.objects.order_by("-number").first().guard_rails == {}

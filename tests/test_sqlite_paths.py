@@ -120,7 +120,7 @@ def test_the_admin_launch_form_launches_by_tags_on_sqlite(sqlite_env):
         assert f'name="pair_quota" value="{last_quota}"' in page  # pre-filled from the demo's last round
         fields = {"taste": "demo", "prompt_tags": "toy", "heldout_share": "0.2", "pair_quota": "60",
                   "label_quota": "120", "overlap": "2", "eval_pair_quota": "24", "promotion_threshold": "0.5",
-                  "adherence_max_drop": "0.05", "auto_advance": "on",
+                  "rail__adherence": "on", "rail__adherence__max_drop": "0.05", "auto_advance": "on",
                   "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
         absurd = browser.post("/admin/annotate/round/launch/", data={**fields, "learning_rate": "1e9", "beta": "1e12",
                                                                      "train_steps": "100000000"})

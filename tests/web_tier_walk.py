@@ -100,8 +100,8 @@ def walk(root: Path) -> dict:
     hit(boss, "post", f"/admin/annotate/round/{round_.pk}/act/advance/")  # annotating → training: a job queued
     Round.objects.filter(pk=round_.pk).update(state=Round.State.DONE)
     form = {"taste": taste.slug, "heldout_share": 0.3, "pair_quota": 10, "label_quota": 20, "overlap": 2,
-            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "adherence_max_drop": 0.05,
-            "auto_advance": "on", "prompt_text": "\n".join(f"a red shape {i}" for i in range(6))}
+            "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "rail__adherence": "on",
+            "rail__adherence__max_drop": 0.05, "auto_advance": "on", "prompt_text": "\n".join(f"a red shape {i}" for i in range(6))}
     hit(boss, "post", "/admin/annotate/round/launch/", data=form)
     launched = Round.objects.filter(taste=taste).order_by("-id").first()
     assert launched.state == Round.State.SAMPLING, launched.state

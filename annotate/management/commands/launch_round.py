@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.errors import DomainError
+from annotate.guard_rails import default_guard_rails, registry
 from annotate.launch import LaunchSettings, launch_warnings, round_launch
 from annotate.launch_settings import QUOTAS
 from annotate.models import Taste
@@ -37,6 +38,12 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=float, default=QUOTAS["promotion_threshold"],
                             help="promote when the win rate's lower bound clears it")
         parser.add_argument("--no-auto-advance", action="store_true", help="advance each step by hand from the admin")
+        rails = parser.add_argument_group("guard-rails (default: those on by default, with their default limits)")
+        rails.add_argument("--rail", action="append", default=[], metavar="NAME", help="run this guard-rail too")
+        rails.add_argument("--no-rail", action="append", default=[], metavar="NAME",
+                           help="do not run this guard-rail ('all': none of those on by default)")
+        rails.add_argument("--rail-limit", action="append", default=[], metavar="NAME.KEY=VALUE",
+                           help="set a limit of a guard-rail (and run it), e.g. diversity.max_drop=0.3")
 
     def handle(self, *args, **o):
         taste = Taste.objects.filter(slug=o["taste"]).first()
@@ -60,6 +67,7 @@ class Command(BaseCommand):
             pair_quota=o["pairs"], label_quota=o["labels"] or o["pairs"] * o["overlap"], overlap=o["overlap"],
             eval_pair_quota=o["eval_pairs"], sampling=sampling, training=training,
             promotion_threshold=o["threshold"], auto_advance=not o["no_auto_advance"],
+            guard_rails=chosen_rails(on=o["rail"], off=o["no_rail"], limits=o["rail_limit"]),
         )
         try:
             round_ = round_launch(taste=taste, settings=settings)
@@ -74,3 +82,29 @@ class Command(BaseCommand):
             f"{round_.pair_quota} pairs × overlap {round_.overlap}, {round_.label_quota} labels, "
             f"{round_.eval_pair_quota} eval pairs. Watch it: manage.py round_status {round_.pk} --watch"
         )
+
+
+def chosen_rails(*, on: list[str], off: list[str], limits: list[str]) -> dict:
+    """The guard-rails a launch runs: the default ones, less `off`, plus `on` and those a limit is set for."""
+    known = registry()
+    for name in [*on, *off]:
+        if name not in known and name != "all":
+            raise CommandError(f"Unknown guard-rail '{name}'; known: {', '.join(known)}.")
+    rails = {} if "all" in off else default_guard_rails()
+    rails = {name: limits_ for name, limits_ in rails.items() if name not in off}
+    rails.update({name: known[name].limits_with() for name in on if name not in rails})
+    for text in limits:
+        name, _, rest = text.partition(".")
+        key, equals, value = rest.partition("=")
+        if not (name and key and equals):
+            raise CommandError(f"--rail-limit {text!r}: write NAME.KEY=VALUE, e.g. diversity.max_drop=0.3.")
+        if name in off:
+            raise CommandError(f"--rail-limit {text!r}: the guard-rail '{name}' is turned off by --no-rail.")
+        if name not in known:
+            raise CommandError(f"Unknown guard-rail '{name}'; known: {', '.join(known)}.")
+        try:
+            number = float(value)
+        except ValueError:
+            raise CommandError(f"--rail-limit {text!r}: {value!r} is not a number.") from None
+        rails[name] = {**rails.get(name, known[name].limits_with()), key: number}
+    return rails

@@ -52,4 +52,7 @@ class Command(BaseCommand):
         decision = p["decision"]
         if decision:
             lines.append(f"  decision: {'promoted' if decision['promote'] else 'rejected'} — {decision['reason']}")
+            for name, check in (decision.get("guard_rails") or {}).items():
+                state = "off" if check.get("on") is False else "holds" if check["ok"] else "BROKEN"
+                lines.append(f"    {name}: {state} — {check['detail']}")
         return "\n".join(lines)

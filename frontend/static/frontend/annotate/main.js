@@ -5,7 +5,7 @@ import { Outbox } from "./queue.js";
 import { Stage } from "./stage.js";
 
 const config = JSON.parse(document.getElementById("chisel-config").textContent);
-const FLAG_KEYS = ["q", "w", "e", "r", "t", "y"];
+const FLAG_KEYS = ["q", "w", "e", "r", "t", "y", "u"];
 const POLL_EMPTY_MS = 4000;
 const UNDO_DEPTH = 20;
 
