@@ -111,7 +111,7 @@ def run_export(export_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "train" queue
 def train_round(job_id: int) -> int | None:
     """Claim a training job, export its round, train, and record the candidate checkpoint."""
-    from annotate import training
+    from annotate import storage, training
     from annotate.models import TrainingJob
 
     attempt = training.training_job_claim(job_id=job_id)
@@ -133,7 +133,13 @@ def train_round(job_id: int) -> int | None:
         return None
     finally:
         heartbeat.stop()
-    candidate = training.training_job_finish(job_id=job_id, attempt=attempt, lora_path=result.checkpoint,
+    try:
+        lora_path = storage.checkpoint_publish(run_dir=run_dir, lora=result.checkpoint)
+    except Exception as exc:
+        training.training_job_fail(job_id=job_id, attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
+        logger.exception("Training job %s: the checkpoint could not be stored", job_id)
+        return None
+    candidate = training.training_job_finish(job_id=job_id, attempt=attempt, lora_path=lora_path,
                                              metrics=result.final)
     return candidate.pk if candidate else None
 

@@ -86,7 +86,7 @@ def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
     return path
 
 
-def training_job_finish(*, job_id: int, attempt: int, lora_path: Path, metrics: dict) -> Checkpoint | None:
+def training_job_finish(*, job_id: int, attempt: int, lora_path: Path | str, metrics: dict) -> Checkpoint | None:
     """Record the trained LoRA as the round's candidate checkpoint, unless this attempt is stale."""
     with transaction.atomic():
         job = locks.lock_training_job(job_id=job_id).select_related("round__parent_checkpoint").get()
