@@ -35,7 +35,7 @@ def object_storage() -> bool:
 def _bucket(prefix: str) -> Storage:
     from storages.backends.s3 import S3Storage
 
-    return S3Storage(**settings.CHISEL_S3, location=prefix)
+    return S3Storage(**settings.CHISEL_S3, location="/".join(filter(None, [settings.CHISEL_S3_PREFIX, prefix])))
 
 
 def export_storage() -> Storage:

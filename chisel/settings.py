@@ -185,8 +185,11 @@ CHISEL_S3 = {
     "querystring_auth": True,
     "file_overwrite": True,  # names are content-addressed or made unique by the caller
 }
+# Keys start with this prefix (empty: at the bucket's root), so that several deployments may share one bucket.
+CHISEL_S3_PREFIX = env.str("CHISEL_S3_PREFIX", default="").strip("/")
 if CHISEL_STORAGE == "s3":
-    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**CHISEL_S3, "location": "media"}}
+    STORAGES["default"] = {"BACKEND": "annotate.s3.AppServedS3Storage",
+                           "OPTIONS": {**CHISEL_S3, "location": "/".join(filter(None, [CHISEL_S3_PREFIX, "media"]))}}
 # This host's copies of checkpoints fetched from object storage (the sampler and trainer read local folders).
 CHISEL_CACHE_ROOT = env.path("CHISEL_CACHE_ROOT", default=BASE_DIR / "var" / "cache")
 
