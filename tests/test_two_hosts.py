@@ -49,13 +49,14 @@ def test_a_round_and_an_export_cross_from_host_to_host_through_the_bucket_alone(
         assert round_.state == "done", round_.error
 
         lead = make_lead()
-        api = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Token {lead.token}"}, timeout=30)
-        queued = api.post("/api/v1/exports/", json={"ties": "keep"})
-        assert queued.status_code in (201, 202), queued.text
-        export_id = queued.json()["id"]
-        wait_until(lambda: api.get(f"/api/v1/exports/{export_id}/").json()["state"] in ("done", "failed"),
-                   timeout=60, what="the export")
-        download = api.get(f"/api/v1/exports/{export_id}/download/")
+        # Closed at the end: a kept-alive connection holds the live server's database session open.
+        with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Token {lead.token}"}, timeout=30) as api:
+            queued = api.post("/api/v1/exports/", json={"ties": "keep"})
+            assert queued.status_code in (201, 202), queued.text
+            export_id = queued.json()["id"]
+            wait_until(lambda: api.get(f"/api/v1/exports/{export_id}/").json()["state"] in ("done", "failed"),
+                       timeout=60, what="the export")
+            download = api.get(f"/api/v1/exports/{export_id}/download/")
         assert download.status_code == 200, download.text
         assert pq.read_table(pa.BufferReader(download.content)).num_rows > 0
 
