@@ -14,3 +14,17 @@ class AppServedS3Storage(S3Storage):
 
     def url(self, name, parameters=None, expire=None, http_method=None):
         return urljoin(settings.MEDIA_URL, filepath_to_uri(name))
+
+    def open_stream(self, name):
+        """The object's body as a stream, in one GET (`open` asks with a HEAD first and downloads through
+        s3transfer); FileNotFoundError when there is no such object."""
+        from botocore.exceptions import ClientError
+        from storages.utils import clean_name
+
+        key = self._normalize_name(clean_name(name))
+        try:
+            return self.connection.meta.client.get_object(Bucket=self.bucket_name, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"No such file: {name}") from exc
+            raise

@@ -36,7 +36,8 @@ def serve_media(request: HttpRequest, path: str) -> FileResponse:
     # Through the storage API: this host's MEDIA_ROOT, or the bucket (CHISEL_STORAGE=s3), streamed by this
     # process so that the URL an annotator holds stays opaque and checked on every request.
     try:
-        handle = default_storage.open(path, "rb")
+        opener = getattr(default_storage, "open_stream", None)  # the bucket's one-request read (annotate/s3.py)
+        handle = opener(path) if opener else default_storage.open(path, "rb")
     except (OSError, SuspiciousOperation) as exc:  # missing; '..' and absolute paths
         raise Http404("No such file.") from exc
     if PurePosixPath(path).suffix == ".png":  # files stored before image_store stripped them may still carry a record
