@@ -72,16 +72,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_publish(*, run_dir: Path, lora: Path) -> str:
+def checkpoint_publish(*, run_dir: Path, lora: Path, name: str | None = None) -> str:
     """The `lora_path` to record for a LoRA folder a training run wrote at `lora` inside `run_dir`: the folder
     itself with local storage; with object storage, the run's dataset and metrics and then the LoRA folder
-    (manifest last) are uploaded under the run's key, and the folder's key is returned."""
+    (manifest last) are uploaded under the run's key (the folder as `name`, default its own), and its key is
+    returned."""
     if not object_storage():
         return str(lora)
     run_key = Path(run_dir).resolve().relative_to(Path(settings.CHISEL_CHECKPOINT_ROOT).resolve()).as_posix()
     storage = checkpoint_storage()
-    if storage.exists(f"{run_key}/{lora.name}/{MANIFEST}"):
-        raise StorageError(f"{run_key}/{lora.name} is already a checkpoint in storage; not overwritten.")
+    name = name or lora.name
+    if storage.exists(f"{run_key}/{name}/{MANIFEST}"):
+        raise StorageError(f"{run_key}/{name} is already a checkpoint in storage; not overwritten.")
     for extra in ("data", "metrics.jsonl"):
         path = Path(run_dir) / extra
         if path.is_dir():
@@ -89,8 +91,8 @@ def checkpoint_publish(*, run_dir: Path, lora: Path) -> str:
         elif path.is_file():
             with path.open("rb") as handle:
                 storage.save(f"{run_key}/{extra}", File(handle, name=extra))
-    folder_upload(storage, lora, f"{run_key}/{lora.name}", manifest=True)
-    return f"{run_key}/{lora.name}"
+    folder_upload(storage, lora, f"{run_key}/{name}", manifest=True)
+    return f"{run_key}/{name}"
 
 
 def lora_local(lora_path: str) -> str:
@@ -106,12 +108,19 @@ def lora_local(lora_path: str) -> str:
     target = Path(settings.CHISEL_CACHE_ROOT) / "checkpoints" / key
     if (target / MANIFEST).is_file():
         return str(target)
-    storage = checkpoint_storage()
+    folder_download(checkpoint_storage(), str(key), target)
+    return str(target)
+
+
+def folder_download(storage: Storage, prefix: str, target: Path) -> Path:
+    """Copy the folder `prefix` of `storage`, as its MANIFEST.json lists it, to `target` whole: the files are
+    downloaded into a temporary folder beside it, checked against the manifest, then renamed into place (a copy
+    another process put there first is kept). StorageError when there is no manifest or a file does not match."""
     try:
-        with storage.open(f"{key}/{MANIFEST}", "rb") as handle:
+        with storage.open(f"{prefix}/{MANIFEST}", "rb") as handle:
             listing = json.loads(handle.read())["files"]
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
-        raise StorageError(f"The checkpoint {key} has no readable {MANIFEST} in storage: it is not a complete "
+        raise StorageError(f"The checkpoint {prefix} has no readable {MANIFEST} in storage: it is not a complete "
                            f"checkpoint ({type(exc).__name__}).") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -119,10 +128,10 @@ def lora_local(lora_path: str) -> str:
         for relative, expected in listing.items():
             local = temp / relative
             local.parent.mkdir(parents=True, exist_ok=True)
-            with storage.open(f"{key}/{relative}", "rb") as source, local.open("wb") as out:
+            with storage.open(f"{prefix}/{relative}", "rb") as source, local.open("wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
             if local.stat().st_size != expected["size"] or _sha256(local) != expected["sha256"]:
-                raise StorageError(f"{key}/{relative} in storage does not match its manifest.")
+                raise StorageError(f"{prefix}/{relative} in storage does not match its manifest.")
         (temp / MANIFEST).write_text(json.dumps({"files": listing}))
         try:
             os.rename(temp, target)
@@ -131,7 +140,78 @@ def lora_local(lora_path: str) -> str:
                 raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    return str(target)
+    return target
+
+
+class RunSync:
+    """A training run's resumable states kept in object storage, so that the next attempt of a job resumes where the
+    last one saved, on whichever host it runs. `push()` (after every step) uploads a state the trainer completed,
+    manifest last, with the run's metrics.jsonl, and deletes the older states; `fetch()` (before training) brings
+    the newest one into the local run folder when it is newer than what the folder holds. With local storage both
+    do nothing: the attempts of a job share the run folder itself."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = object_storage()
+        self.pushed: set[str] = set()
+
+    def _key(self) -> str:
+        return self.run_dir.resolve().relative_to(Path(settings.CHISEL_CHECKPOINT_ROOT).resolve()).as_posix()
+
+    def _remote_states(self, storage: Storage) -> list[str]:
+        """Names of the complete states in storage (`step-000100`), oldest first."""
+        folders, _ = storage.listdir(f"{self._key()}/states")
+        return sorted(name for name in folders
+                      if name.startswith("step-") and storage.exists(f"{self._key()}/states/{name}/{MANIFEST}"))
+
+    def fetch(self) -> int | None:
+        """Download the newest complete state from storage if it is newer than the local ones; its step, or None."""
+        if not self.enabled:
+            return None
+        from trainer.checkpoints import complete_states
+
+        storage = checkpoint_storage()
+        remote = self._remote_states(storage)
+        local = complete_states(self.run_dir / "states")
+        if not remote or (local and local[-1][0] >= int(remote[-1].removeprefix("step-"))):
+            return None
+        name = remote[-1]
+        shutil.rmtree(self.run_dir / "states" / name, ignore_errors=True)  # an incomplete local copy
+        folder_download(storage, f"{self._key()}/states/{name}", self.run_dir / "states" / name)
+        metrics = f"{self._key()}/metrics.jsonl"
+        if storage.exists(metrics):
+            with storage.open(metrics, "rb") as source, (self.run_dir / "metrics.jsonl").open("wb") as out:
+                shutil.copyfileobj(source, out)
+        self.pushed.add(name)
+        return int(name.removeprefix("step-"))
+
+    def push(self) -> None:
+        """Upload the newest complete local state if it is not in storage yet."""
+        if not self.enabled:
+            return
+        from trainer.checkpoints import complete_states
+
+        local = complete_states(self.run_dir / "states")
+        if not local or local[-1][1].name in self.pushed:
+            return
+        folder, storage = local[-1][1], checkpoint_storage()
+        folder_upload(storage, folder, f"{self._key()}/states/{folder.name}", manifest=True)
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            with metrics.open("rb") as handle:
+                storage.save(f"{self._key()}/metrics.jsonl", File(handle, name="metrics.jsonl"))
+        self.pushed.add(folder.name)
+        for name in self._remote_states(storage):
+            if name < folder.name:
+                self._delete_state(storage, f"{self._key()}/states/{name}")
+
+    @staticmethod
+    def _delete_state(storage: Storage, prefix: str) -> None:
+        with storage.open(f"{prefix}/{MANIFEST}", "rb") as handle:
+            listing = json.loads(handle.read())["files"]
+        storage.delete(f"{prefix}/{MANIFEST}")  # first: from here on it is no state
+        for relative in listing:
+            storage.delete(f"{prefix}/{relative}")
 
 
 def export_publish(*, folder: Path, root: Path) -> None:

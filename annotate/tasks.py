@@ -118,12 +118,19 @@ def train_round(job_id: int) -> int | None:
     if attempt is None:
         return None  # someone else holds it, or it is finished
     job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
-    run_dir = training.training_run_dir(job, attempt)
+    run_dir = training.training_run_dir(job)
+    states = storage.RunSync(run_dir)  # with object storage: resume from the state another host's attempt saved
     heartbeat = training.Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
     heartbeat.start()
     try:
+        states.fetch()
         data = training.training_dataset_export(job=job, run_dir=run_dir)
-        result = _train(job, data, run_dir, watchdog=heartbeat.check)
+
+        def watchdog():
+            heartbeat.check()
+            states.push()
+
+        result = _train(job, data, run_dir, watchdog=watchdog)
     except training.HeartbeatLost as exc:
         logger.warning("Training job %s attempt %s stopped: %s", job_id, attempt, exc)
         return None
@@ -134,7 +141,8 @@ def train_round(job_id: int) -> int | None:
     finally:
         heartbeat.stop()
     try:
-        lora_path = storage.checkpoint_publish(run_dir=run_dir, lora=result.checkpoint)
+        # One key per attempt: a stale attempt's upload never meets this one's.
+        lora_path = storage.checkpoint_publish(run_dir=run_dir, lora=result.checkpoint, name=f"checkpoint-{attempt}")
     except Exception as exc:
         training.training_job_fail(job_id=job_id, attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
         logger.exception("Training job %s: the checkpoint could not be stored", job_id)

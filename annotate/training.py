@@ -69,9 +69,11 @@ def training_job_heartbeat(*, job_id: int, attempt: int, step: int | None = None
     return bool(mine.update(lease_until=now + settings.CHISEL_TRAIN_LEASE, heartbeat_at=now, **progress))
 
 
-def training_run_dir(job: TrainingJob, attempt: int) -> Path:
+def training_run_dir(job: TrainingJob) -> Path:
+    """The job's run folder on this host, shared by its attempts: a retry resumes from the newest state saved in it
+    (with object storage, fetched from the bucket first: storage.RunSync)."""
     round_ = job.round
-    return Path(settings.CHISEL_CHECKPOINT_ROOT) / round_.taste.slug / f"round-{round_.number}" / f"job-{job.pk}-attempt-{attempt}"
+    return Path(settings.CHISEL_CHECKPOINT_ROOT) / round_.taste.slug / f"round-{round_.number}" / f"job-{job.pk}"
 
 
 def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
@@ -79,6 +81,8 @@ def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
     train pairs). With the round's trust mode, untrusted annotators are left out or every row carries its
     annotator's trust as its weight (annotate/trust.py)."""
     path = run_dir / "data" / "pairs.parquet"
+    if path.is_file():  # frozen by an earlier attempt of the job: its saved states were trained on it
+        return path
     annotators, weights = trust.training_filter(round_=job.round)
     export_preferences(ExportOptions(
         out=path, rounds=[job.round_id], kinds=[Pair.Kind.TRAIN], ties="drop", annotators=annotators, weights=weights

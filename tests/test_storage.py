@@ -117,3 +117,50 @@ def test_with_local_storage_a_checkpoint_is_its_folder_on_this_host(taste, tmp_p
     assert storage.checkpoint_publish(run_dir=run_dir, lora=lora) == str(lora)
     assert storage.lora_local(str(lora)) == str(lora)
     assert storage.lora_local("run/checkpoint") == str(lora)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_on_another_host_resumes_from_the_state_the_first_attempt_saved_in_the_bucket(
+    s3_storage, s3_bucket, settings, tmp_path, caplog
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotate import training
+    from annotate.models import TrainingJob
+    from annotate.tasks import train_round
+    from tests.models import build_tiny_flux
+    from tests.test_training_jobs import CONFIG, judged_round
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    def host(name: str) -> None:
+        settings.CHISEL_CHECKPOINT_ROOT, settings.CHISEL_CACHE_ROOT = tmp_path / name / "run", tmp_path / name / "cache"
+
+    config = {**CONFIG, "steps": 4, "checkpoint_every": 2}
+    round_ = judged_round(build_tiny_flux(tmp_path / "flux"), pairs=4)
+    job = TrainingJob.objects.create(round=round_, config=config, steps=4)
+
+    # Host A: the first attempt saves its state at step 2 and dies at step 3 (its lease then runs out).
+    host("a")
+    assert training.training_job_claim(job_id=job.pk) == 1
+    run_dir, sync = training.training_run_dir(job), storage.RunSync(training.training_run_dir(job))
+    data = training.training_dataset_export(job=job, run_dir=run_dir)
+    train(TrainConfig.from_dict(config), data=data, base=str(round_.parent_checkpoint.base_model.path), parents=(),
+          out=run_dir, progress=False, on_step=lambda step: sync.push(), stop_after=3)
+    prefix = f"{s3_storage['CHISEL_S3_PREFIX']}/checkpoints/{run_dir.relative_to(settings.CHISEL_CHECKPOINT_ROOT)}"
+    assert f"{prefix}/states/step-000002/MANIFEST.json" in s3_keys(s3_bucket, prefix)
+    TrainingJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    # Host B, with empty folders: the retry takes the state from the bucket and trains steps 3 and 4 only.
+    host("b")
+    caplog.set_level("INFO", logger="trainer.train")
+    assert train_round(job.pk) is not None
+    job.refresh_from_db()
+    assert (job.state, job.attempt, job.metrics["step"]) == ("done", 2, 4), job.error
+    assert "Resuming from" in caplog.text and "(step 2)" in caplog.text
+    logged = [json.loads(line)["step"] for line in (training.training_run_dir(job) / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]  # steps 1-2 from host A's log in the bucket, 3-4 trained here
+    assert job.candidate.lora_path.endswith("/checkpoint-2")
+    assert f"{prefix}/checkpoint-2/MANIFEST.json" in s3_keys(s3_bucket, prefix)

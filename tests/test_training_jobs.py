@@ -113,5 +113,5 @@ def test_training_stops_once_another_attempt_took_the_job(tiny_flux_dir, setting
     thief.join()
     job.refresh_from_db()
     assert (job.state, job.attempt, job.candidate_id) == ("running", 2, None)
-    logged = (training.training_run_dir(job, 1) / "metrics.jsonl").read_text().splitlines()
+    logged = (training.training_run_dir(job) / "metrics.jsonl").read_text().splitlines()
     assert 2 <= len(logged) < 1000
