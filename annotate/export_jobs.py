@@ -67,7 +67,8 @@ def export_run(*, export_id: int) -> Export | None:
     # A dataset folder of its own, made new and empty by mkdtemp (a random suffix after the export's id): an export
     # can never overwrite anything, not even a folder left by an earlier database that reused this id.
     # With object storage the folder is written in a local scratch folder, then uploaded under the same name.
-    root = Path(tempfile.mkdtemp(prefix="chisel-exports-")) if storage.object_storage() else export_root()
+    scratch = storage.object_storage()
+    root = Path(tempfile.mkdtemp(prefix="chisel-exports-")) if scratch else export_root()
     folder = None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -79,11 +80,11 @@ def export_run(*, export_id: int) -> Export | None:
     except Exception as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above
-        if root != export_root():
+        if scratch:
             shutil.rmtree(root, ignore_errors=True)  # the scratch folder, created above
         mine.update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
         raise
-    if root != export_root():
+    if scratch:
         shutil.rmtree(root, ignore_errors=True)
     mine.update(
         state=Export.State.DONE, file_name=file_name, summary=summary.as_dict(), finished_at=timezone.now()

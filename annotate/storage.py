@@ -4,11 +4,13 @@ staging that lets the ML side (`sampler/`, `trainer/`: local folders only) read 
 With CHISEL_STORAGE=local a checkpoint's `lora_path` is the folder on this host, as it always was. With s3 it is a
 key under the bucket's checkpoints/ prefix: a worker uploads the folder's files and then MANIFEST.json, last, so a
 folder without its manifest is never taken for a checkpoint; a host that needs the checkpoint downloads it once
-into its cache (CHISEL_CACHE_ROOT) and reads it from there.
+into its cache (CHISEL_CACHE_ROOT) and reads it from there. A training run's resumable states go the same way
+(RunSync), so that a job's next attempt resumes on any host.
 """
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +21,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"  # written last: the folder is a checkpoint once it is there
 
@@ -186,9 +190,17 @@ class RunSync:
         return int(name.removeprefix("step-"))
 
     def push(self) -> None:
-        """Upload the newest complete local state if it is not in storage yet."""
+        """Upload the newest complete local state if it is not in storage yet. A failure (the store unreachable, a
+        state pruned while it was read) is logged and tried again at the next call: training goes on."""
         if not self.enabled:
             return
+        try:
+            self._push()
+        except Exception as exc:  # noqa: BLE001 - a state not uploaded costs a longer resume, never the run
+            logger.warning("Run %s: a training state was not uploaded (%s); retrying after the next step",
+                           self.run_dir, " ".join(f"{type(exc).__name__}: {exc}".split())[:300])
+
+    def _push(self) -> None:
         from trainer.checkpoints import complete_states
 
         local = complete_states(self.run_dir / "states")
