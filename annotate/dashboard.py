@@ -3,7 +3,6 @@
 import json
 import logging
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 from django.db.models import Count, Q
@@ -12,6 +11,7 @@ from PIL import Image as PILImage
 from annotate.evaluation import clustered_rate, win_record
 from annotate.models import Checkpoint, Image, Judgement, Pair, Prompt, Round, Taste
 from annotate.stats import bradley_terry, implied_win
+from annotate.storage import run_file_text
 from sampler.diversity import diversity
 
 logger = logging.getLogger(__name__)
@@ -83,11 +83,11 @@ def training_curves(*, rounds: list[dict], checkpoints: list[dict]) -> dict[int,
     curves = {}
     for row in rounds:
         lora = paths.get(row["child"])
-        metrics = Path(lora).parent / "metrics.jsonl" if lora else None
-        if metrics is None or not metrics.is_file():
+        metrics = run_file_text(lora, "metrics.jsonl") if lora else None
+        if metrics is None:
             continue
         steps = []
-        for line in metrics.read_text().splitlines():
+        for line in metrics.splitlines():
             try:
                 record = json.loads(line)
             except ValueError:

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from annotate import storage
 from annotate.errors import TooManyExports
 from annotate.enqueue import RUN_EXPORT, enqueue_on_commit
 from annotate.exports import ExportOptions, export_paths, export_preferences
@@ -65,7 +66,9 @@ def export_run(*, export_id: int) -> Export | None:
 
     # A dataset folder of its own, made new and empty by mkdtemp (a random suffix after the export's id): an export
     # can never overwrite anything, not even a folder left by an earlier database that reused this id.
-    root = export_root()
+    # With object storage the folder is written in a local scratch folder, then uploaded under the same name.
+    scratch = storage.object_storage()
+    root = Path(tempfile.mkdtemp(prefix="chisel-exports-")) if scratch else export_root()
     folder = None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -73,11 +76,16 @@ def export_run(*, export_id: int) -> Export | None:
         file_name = export_paths(folder, options.get("format", "pickapic")).data.relative_to(root).as_posix()
         # splits=False: the download is the folder's one data file, so every row goes in it.
         summary = export_preferences(ExportOptions(out=folder, splits=False, **options), progress)
+        storage.export_publish(folder=folder, root=root)
     except Exception as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # this job's own folder, created above
+        if scratch:
+            shutil.rmtree(root, ignore_errors=True)  # the scratch folder, created above
         mine.update(state=Export.State.FAILED, error=str(exc), finished_at=timezone.now())
         raise
+    if scratch:
+        shutil.rmtree(root, ignore_errors=True)
     mine.update(
         state=Export.State.DONE, file_name=file_name, summary=summary.as_dict(), finished_at=timezone.now()
     )
@@ -109,9 +117,8 @@ def export_root() -> Path:
     return Path(settings.CHISEL_EXPORT_ROOT)
 
 
-def export_file(export: Export) -> Path | None:
-    """The finished file of an export, if it is there."""
+def export_file(export: Export):
+    """The finished file of an export opened for reading (from this host's folder or the bucket), if it is there."""
     if export.state != Export.State.DONE or not export.file_name:
         return None
-    path = export_root() / export.file_name
-    return path if path.is_file() else None
+    return storage.export_open(export.file_name)

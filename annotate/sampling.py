@@ -37,14 +37,17 @@ class SampleJob:
 
 
 def checkpoint_spec(checkpoint: Checkpoint) -> ModelSpec:
-    """The checkpoint as files: its base model folder and the LoRA chain from the oldest ancestor down."""
+    """The checkpoint as local files: its base model folder and the LoRA chain from the oldest ancestor down (LoRA
+    folders kept in object storage are fetched into this host's cache first)."""
+    from annotate.storage import lora_local
+
     chain = []
     node = checkpoint
     while node is not None:
         if node.lora_path:
             chain.append(node.lora_path)
         node = node.parent
-    return ModelSpec(base_path=checkpoint.base_model.path, lora_paths=tuple(reversed(chain)))
+    return ModelSpec(base_path=checkpoint.base_model.path, lora_paths=tuple(lora_local(p) for p in reversed(chain)))
 
 
 def round_sample_params(round_: Round) -> SampleParams:

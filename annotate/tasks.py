@@ -111,7 +111,7 @@ def run_export(export_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "train" queue
 def train_round(job_id: int) -> int | None:
     """Claim a training job, export its round, train, and record the candidate checkpoint."""
-    from annotate import training
+    from annotate import storage, training
     from annotate.models import TrainingJob
 
     attempt = training.training_job_claim(job_id=job_id)
@@ -119,12 +119,18 @@ def train_round(job_id: int) -> int | None:
         return None  # someone else holds it, or it is finished
     job = TrainingJob.objects.select_related("round__taste", "round__parent_checkpoint__base_model").get(pk=job_id)
     run_dir = training.training_run_dir(job)
+    states = storage.RunSync(run_dir)  # with object storage: resume from the state another host's attempt saved
     heartbeat = training.Heartbeat(job_id, attempt, metrics_path=run_dir / "metrics.jsonl")
     heartbeat.start()
     try:
+        states.fetch()
         data = training.training_dataset_export(job=job, run_dir=run_dir)
-        result = _train(job, data, run_dir, training.training_checkpoint_dir(run_dir, attempt),
-                        watchdog=heartbeat.check)
+
+        def watchdog():
+            heartbeat.check()
+            states.push()
+
+        result = _train(job, data, run_dir, training.training_checkpoint_dir(run_dir, attempt), watchdog=watchdog)
     except training.HeartbeatLost as exc:
         logger.warning("Training job %s attempt %s stopped: %s", job_id, attempt, exc)
         return None
@@ -134,7 +140,14 @@ def train_round(job_id: int) -> int | None:
         return None
     finally:
         heartbeat.stop()
-    candidate = training.training_job_finish(job_id=job_id, attempt=attempt, lora_path=result.checkpoint,
+    try:
+        # The attempt's own folder, under its own key: a stale attempt's upload never meets this one's.
+        lora_path = storage.checkpoint_publish(run_dir=run_dir, lora=result.checkpoint)
+    except Exception as exc:
+        training.training_job_fail(job_id=job_id, attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
+        logger.exception("Training job %s: the checkpoint could not be stored", job_id)
+        return None
+    candidate = training.training_job_finish(job_id=job_id, attempt=attempt, lora_path=lora_path,
                                              metrics=result.final)
     return candidate.pk if candidate else None
 

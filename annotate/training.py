@@ -70,9 +70,10 @@ def training_job_heartbeat(*, job_id: int, attempt: int, step: int | None = None
 
 
 def training_run_dir(job: TrainingJob) -> Path:
-    """The job's run folder, shared by its attempts: its dataset, metrics and resumable states, so an attempt that
-    takes over from a dead one resumes from the last saved state instead of step 0. Each attempt writes its LoRA
-    to a folder of its own (`training_checkpoint_dir`): a stale attempt cannot replace the one recorded."""
+    """The job's run folder on this host, shared by its attempts: its dataset, metrics and resumable states, so an
+    attempt that takes over from a dead one resumes from the newest saved state instead of step 0 (with object
+    storage, fetched from the bucket first: storage.RunSync). Each attempt writes its LoRA to a folder of its own
+    (`training_checkpoint_dir`): a stale attempt cannot replace the one recorded."""
     round_ = job.round
     return Path(settings.CHISEL_CHECKPOINT_ROOT) / round_.taste.slug / f"round-{round_.number}" / f"job-{job.pk}"
 
@@ -86,7 +87,7 @@ def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
     train pairs). With the round's trust mode, untrusted annotators are left out or every row carries its
     annotator's trust as its weight (annotate/trust.py). Written once per job: later attempts read the same file."""
     path = run_dir / "data" / "pairs.parquet"
-    if path.exists():  # an earlier attempt's (written atomically): the states to resume from were trained on it
+    if path.is_file():  # frozen by an earlier attempt of the job: its saved states were trained on it
         return path
     annotators, weights = trust.training_filter(round_=job.round)
     export_preferences(ExportOptions(
@@ -95,7 +96,7 @@ def training_dataset_export(*, job: TrainingJob, run_dir: Path) -> Path:
     return path
 
 
-def training_job_finish(*, job_id: int, attempt: int, lora_path: Path, metrics: dict) -> Checkpoint | None:
+def training_job_finish(*, job_id: int, attempt: int, lora_path: Path | str, metrics: dict) -> Checkpoint | None:
     """Record the trained LoRA as the round's candidate checkpoint, unless this attempt is stale."""
     with transaction.atomic():
         job = locks.lock_training_job(job_id=job_id).select_related("round__parent_checkpoint").get()

@@ -2,12 +2,12 @@
 
 import io
 import mimetypes
-from pathlib import Path
+from pathlib import PurePosixPath
 
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import SuspiciousOperation
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
 from django.views.defaults import page_not_found
 
@@ -33,18 +33,20 @@ def serve_media(request: HttpRequest, path: str) -> FileResponse:
         return redirect_to_login(request.get_full_path())
     if not access_image_file(user=user, name=path):
         raise Http404("No such file.")  # the same answer as a missing file: names are not confirmed
+    # Through the storage API: this host's MEDIA_ROOT, or the bucket (CHISEL_STORAGE=s3), streamed by this
+    # process so that the URL an annotator holds stays opaque and checked on every request.
     try:
-        full_path = Path(safe_join(settings.MEDIA_ROOT, path))
-    except Exception as exc:  # SuspiciousFileOperation on '..' and absolute paths
+        opener = getattr(default_storage, "open_stream", None)  # the bucket's one-request read (annotate/s3.py)
+        handle = opener(path) if opener else default_storage.open(path, "rb")
+    except (OSError, SuspiciousOperation) as exc:  # missing; '..' and absolute paths
         raise Http404("No such file.") from exc
-    if not full_path.is_file():
-        raise Http404("No such file.")
-    if full_path.suffix == ".png":  # files stored before image_store stripped them may still carry a record
+    if PurePosixPath(path).suffix == ".png":  # files stored before image_store stripped them may still carry a record
         from annotate.images import png_strip
 
-        response = FileResponse(io.BytesIO(png_strip(full_path.read_bytes())), content_type="image/png")
+        with handle:
+            response = FileResponse(io.BytesIO(png_strip(handle.read())), content_type="image/png")
     else:
-        response = FileResponse(full_path.open("rb"), content_type=mimetypes.guess_type(full_path.name)[0])
+        response = FileResponse(handle, content_type=mimetypes.guess_type(path)[0])
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
 

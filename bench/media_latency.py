@@ -5,7 +5,12 @@ images are distinct files (plus a second taste, so the image check has rows to s
 loops next → left image → right image → judgement `--judgements` times through Django's test client
 (no network: the figures are the server's own cost). Prints p50/p99 in milliseconds per call.
 
+With CHISEL_STORAGE=s3 (and the CHISEL_S3_* settings, docs/deploy.md) the images are objects in the bucket, served
+through the app as in production; the run then also times the alternative it does not use: signing two presigned
+URLs (what `next` would add) and fetching an image straight from the object store with one (`image_direct`).
+
     .venv/bin/python bench/media_latency.py --judgements 300
+    CHISEL_STORAGE=s3 CHISEL_S3_BUCKET=… CHISEL_S3_ENDPOINT_URL=… … bench/media_latency.py --pairs 300
 """
 
 import argparse
@@ -15,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -79,6 +85,13 @@ def main() -> None:
     token = seed(args.pairs)
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     timings: dict[str, list[float]] = {"next": [], "image": [], "judgement": []}
+    presigned = None
+    if os.environ.get("CHISEL_STORAGE") == "s3":
+        from django.conf import settings
+        from storages.backends.s3 import S3Storage
+
+        presigned = S3Storage(**settings.STORAGES["default"]["OPTIONS"])  # the bucket's own, signed URLs
+        timings.update(presign=[], image_direct=[])
     for _ in range(args.judgements):
         start = time.perf_counter()
         response = client.get("/api/v1/assignments/next/?taste=bench&prefetch=1")
@@ -91,6 +104,15 @@ def main() -> None:
             timings["image"].append(time.perf_counter() - start)
             assert image.status_code == 200, image.status_code
             b"".join(image.streaming_content)
+            if presigned is not None:
+                name = assignment[side]["url"].removeprefix("/media/")
+                start = time.perf_counter()
+                url = presigned.url(name, expire=300)
+                timings["presign"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                with urllib.request.urlopen(url) as direct:
+                    direct.read()
+                timings["image_direct"].append(time.perf_counter() - start)
         start = time.perf_counter()
         response = client.post("/api/v1/judgements/", {
             "assignment": assignment["id"], "choice": "left", "client_uuid": str(uuid.uuid4()),

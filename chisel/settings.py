@@ -161,6 +161,37 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Where images, exports and training runs (datasets, LoRA checkpoints) are kept (annotate/storage.py):
+# `local`: this host's folders MEDIA_ROOT, CHISEL_EXPORT_ROOT and CHISEL_CHECKPOINT_ROOT (the demo; one host);
+# `s3`: one bucket of S3-compatible object storage (AWS S3, R2, MinIO, SeaweedFS…) through django-storages, under
+# the prefixes media/, exports/ and checkpoints/, shared by every web host and worker.
+CHISEL_STORAGE = env.str("CHISEL_STORAGE", default="local")
+if CHISEL_STORAGE not in ("local", "s3"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"CHISEL_STORAGE is {CHISEL_STORAGE!r}; it must be local or s3.")
+# https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html — keys empty: boto3's own chain
+# (AWS_ACCESS_KEY_ID…, an instance role). The endpoint is empty for AWS itself.
+CHISEL_S3 = {
+    "bucket_name": env.str("CHISEL_S3_BUCKET", default="chisel"),
+    "endpoint_url": env.str("CHISEL_S3_ENDPOINT_URL", default="") or None,
+    "access_key": env.str("CHISEL_S3_ACCESS_KEY_ID", default="") or None,
+    "secret_key": env.str("CHISEL_S3_SECRET_ACCESS_KEY", default="") or None,
+    "region_name": env.str("CHISEL_S3_REGION", default="") or None,
+    # Path-style URLs (endpoint/bucket/key) work with every S3-compatible server; AWS takes `virtual` too.
+    "addressing_style": env.str("CHISEL_S3_ADDRESSING_STYLE", default="path"),
+    "signature_version": "s3v4",
+    "default_acl": None,  # objects stay private: images are served through the app (annotate.views.serve_media)
+    "querystring_auth": True,
+    "file_overwrite": True,  # names are content-addressed or made unique by the caller
+}
+# Keys start with this prefix (empty: at the bucket's root), so that several deployments may share one bucket.
+CHISEL_S3_PREFIX = env.str("CHISEL_S3_PREFIX", default="").strip("/")
+if CHISEL_STORAGE == "s3":
+    STORAGES["default"] = {"BACKEND": "annotate.s3.AppServedS3Storage",
+                           "OPTIONS": {**CHISEL_S3, "location": "/".join(filter(None, [CHISEL_S3_PREFIX, "media"]))}}
+# This host's copies of checkpoints fetched from object storage (the sampler and trainer read local folders).
+CHISEL_CACHE_ROOT = env.path("CHISEL_CACHE_ROOT", default=BASE_DIR / "var" / "cache")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

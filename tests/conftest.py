@@ -1,5 +1,6 @@
 """Shared fixtures: a taste with annotators, rounds full of pairs, and API clients."""
 
+import contextlib
 import io
 import itertools
 import os
@@ -153,6 +154,18 @@ def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2, what:
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path, media_root):
     """A real Celery worker (solo pool) on the Redis broker, using the test database; stopped after the test."""
+    with celery_worker(tmp_path / "worker.log", {
+        "MEDIA_ROOT": str(media_root),
+        "CHISEL_EXPORT_ROOT": str(media_root.parent / "exports"),
+        "CHISEL_CHECKPOINT_ROOT": str(media_root.parent / "checkpoints"),
+    }) as worker:
+        yield worker
+
+
+@contextlib.contextmanager
+def celery_worker(log_path: Path, env: dict[str, str], cwd: Path = REPO):
+    """A Celery worker subprocess on the test database and broker, with `env` added to this process's environment
+    and `cwd` as its working directory; stopped (its log's tail printed) on leaving."""
     from django.db import connection
 
     from chisel.celery import app
@@ -161,16 +174,15 @@ def celery_worker_process(transactional_db, tmp_path, media_root):
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "MEDIA_ROOT": str(media_root),
-        "CHISEL_EXPORT_ROOT": str(media_root.parent / "exports"),
-        "CHISEL_CHECKPOINT_ROOT": str(media_root.parent / "checkpoints"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **env,
     }
     app.control.purge()
-    log = (tmp_path / "worker.log").open("w+")
+    log = log_path.open("w+")
     worker = subprocess.Popen(
         [str(VENV_BIN / "celery"), "-A", "chisel", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "celery,sample,train",
          "--hostname", f"test-{os.getpid()}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         wait_until(lambda: app.control.ping(timeout=0.5), timeout=60, what="the Celery worker to answer")
@@ -179,6 +191,63 @@ def celery_worker_process(transactional_db, tmp_path, media_root):
         stop(worker)
         log.seek(0)
         print(log.read()[-4000:])
+
+
+# The S3 server of the tests: SeaweedFS, started by .ci/services.sh (make test, make services).
+S3_ENDPOINT = os.environ.get("CHISEL_TEST_S3_ENDPOINT", f"http://127.0.0.1:{os.environ.get('CHISEL_TEST_S3_PORT', '8333')}")
+S3_ACCESS_KEY = os.environ.get("CHISEL_TEST_S3_ACCESS_KEY", "chisel-test")
+S3_SECRET_KEY = os.environ.get("CHISEL_TEST_S3_SECRET_KEY", "chisel-test-secret")
+
+
+def s3_client():
+    import boto3
+
+    return boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_ACCESS_KEY,
+                        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> str:
+    """A new, empty bucket on the test S3 server for this test session; emptied and deleted afterwards."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client, name = s3_client(), f"chisel-test-{uuid.uuid4().hex[:16]}"
+    for attempt in range(20):  # a server that has just started may refuse the first requests (InternalError)
+        try:
+            client.create_bucket(Bucket=name)
+            break
+        except (BotoCoreError, ClientError) as exc:
+            if attempt == 19:
+                pytest.fail(f"No S3 server answers at {S3_ENDPOINT} ({exc}); start it with `make services` "
+                            f"(.ci/services.sh).")
+            time.sleep(1)
+    yield name
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def s3_storage(settings, s3_bucket) -> dict[str, str]:
+    """CHISEL_STORAGE=s3 in this test, on the session's bucket under a prefix of the test's own. Returns the same
+    settings as environment variables, for the processes a test starts."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    env = {"CHISEL_STORAGE": "s3", "CHISEL_S3_BUCKET": s3_bucket, "CHISEL_S3_ENDPOINT_URL": S3_ENDPOINT,
+           "CHISEL_S3_ACCESS_KEY_ID": S3_ACCESS_KEY, "CHISEL_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+           "CHISEL_S3_REGION": "us-east-1", "CHISEL_S3_PREFIX": prefix}
+    settings.CHISEL_STORAGE, settings.CHISEL_S3_PREFIX = "s3", prefix
+    settings.CHISEL_S3 = {**settings.CHISEL_S3, "bucket_name": s3_bucket, "endpoint_url": S3_ENDPOINT,
+                          "access_key": S3_ACCESS_KEY, "secret_key": S3_SECRET_KEY, "region_name": "us-east-1"}
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "annotate.s3.AppServedS3Storage", "OPTIONS": {**settings.CHISEL_S3, "location": f"{prefix}/media"}}}
+    return env
+
+
+def s3_keys(bucket: str, prefix: str) -> list[str]:
+    """Every key under `prefix` in the test bucket."""
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def stop(process: subprocess.Popen) -> None:

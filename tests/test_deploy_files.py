@@ -89,7 +89,7 @@ def test_compose_workers_consume_their_queues_on_the_right_images_and_gpus(compo
         assert "deploy" not in services[name]
     for name in ("web", "beat", "worker", "worker-sample", "worker-train"):
         environment = services[name]["environment"]
-        assert environment["CHISEL_STORAGE"] == "s3" and "objectstore" in environment["AWS_S3_ENDPOINT_URL"]
+        assert environment["CHISEL_STORAGE"] == "s3" and "objectstore" in environment["CHISEL_S3_ENDPOINT_URL"]
 
 
 def test_the_web_image_installs_no_torch_and_the_worker_image_the_cuda_build():

@@ -1,5 +1,7 @@
 """Lead endpoints for dataset exports: request one, watch it, download it."""
 
+from pathlib import PurePosixPath
+
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
@@ -92,7 +94,9 @@ class ExportDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The dataset file."),
                               404: ErrorSerializer})
     def get(self, request: Request, export_id: int):
-        path = export_file(_export(export_id))
-        if path is None:
+        export = _export(export_id)
+        handle = export_file(export)
+        if handle is None:
             raise NotFound(f"Export {export_id} has no file to download (yet).")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=f"chisel-export-{export_id}{path.suffix}")
+        suffix = PurePosixPath(export.file_name).suffix
+        return FileResponse(handle, as_attachment=True, filename=f"chisel-export-{export_id}{suffix}")
