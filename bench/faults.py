@@ -20,6 +20,9 @@
 
     .venv/bin/python bench/faults.py
     .venv/bin/python bench/faults.py --model models/toy-flux --steps 40
+
+With `CHISEL_STORAGE=s3` and the `CHISEL_S3_*` settings in the environment, the workers keep images, states and
+checkpoints in the bucket (the next attempt fetches the states from there).
 """
 
 import argparse
