@@ -30,7 +30,7 @@ S = Round.State
 EVAL_SEED_BASE = 1_000_000_000  # eval seeds; held out from every train seed of the sampler and the toy world
 # Seeds of the child-vs-base pairs: the eval prompts again, on seeds of their own. On the eval pairs' own seeds the
 # child's image would appear in two pairs of the round, and an annotator who saw it twice would know it is the child.
-BASE_SEED_BASE = 2_000_000_000
+BASE_SEED_BASE = 1_500_000_000
 
 
 def round_start(*, round_id: int) -> bool:
@@ -235,8 +235,8 @@ def round_progress(*, round_id: int) -> dict:
         },
         # Child-vs-base pairs (a parent that is not the root): judged in the same phase, not by the gate.
         "base": {
-            "pairs": pairs["base"], "wanted": base_wanted, "done": labels["base"], "total": base_wanted * round_.overlap,
-            "win": win_record(base_win) if base_win else None,
+            "pairs": pairs["base"], "wanted": base_wanted, "done": labels["base"],
+            "total": base_wanted * round_.overlap, "win": win_record(base_win) if base_win else None,
         },
         "decision": round_.decision,
     }
