@@ -18,11 +18,14 @@ Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control wi
 most 5 points below the base's, all in under 20 minutes on 2 cores. Since issue 17 the control's figure is the
 textured oracle's same-seed score of the control's last *trained* child (promoted or not; its final checkpoint is
 the base whenever the gate rejects everything, and scores 50% by construction), still 50 +/- 10%, beside the share
-of control rounds promoted; each round also shows its child's win rate against the base implied by Bradley–Terry
-strengths over all the taste's eval judgements (`annotate.dashboard.checkpoint_strengths`). The rows below were
-measured before issue 17, with the gate's old Wilson interval over judgements: the gate now treats the held-out
-prompts as its independent units, so with this bench's 3 held-out prompts (t on 2 degrees of freedom) it promotes
-only children that win clearly on every prompt (docs/evaluation.md).
+of control rounds promoted. Each round also shows its child's win rate against the base, measured head-to-head by
+the simulated annotators (`decision["cumulative"]`: its eval pairs in round 1, its child-vs-base pairs after) and as
+implied by Bradley–Terry strengths over all the taste's eval and child-vs-base judgements
+(`annotate.dashboard.checkpoint_strengths`), each with its 95% interval (`cumulative_vs_base` and
+`cumulative_vs_base_bt` in the JSON line). The toy world now holds out 6 captions, not 3, so that the clustered gate
+(t on prompts − 1 degrees of freedom) has power (docs/evaluation.md, *Defaults of the demo and the loop bench*). The
+rows below were measured before issue 17, with the gate's old Wilson interval over judgements and 3 held-out
+captions.
 
 Measured on the 2-core machine (one run each; runs of the same settings differ by several points), 96 eval pairs,
 the adherence rail sign-tested against parent and base (¹ against the parent alone; ² against the parent, breaking
