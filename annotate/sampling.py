@@ -261,8 +261,8 @@ def rounds_wanting_samples() -> list[int]:
 
 
 def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> str | None:
-    """Hold an evaluating round for one eval-sampling task, if it lacks eval pairs and no task holds it; the hold's
-    token, else None."""
+    """Hold an evaluating round for one eval-sampling task, if it lacks eval or child-vs-base pairs and no task holds
+    it; the hold's token, else None."""
     from annotate.loop import round_base_requests, round_eval_requests
 
     now = now or timezone.now()
@@ -272,8 +272,8 @@ def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> str | N
             return None
         if round_.sampling_until and round_.sampling_until > now:
             return None
-        if not (round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_))
-                or round_missing_eval_requests(round_=round_, wanted=round_base_requests(round_), kind=Pair.Kind.BASE)):
+        base = round_missing_eval_requests(round_=round_, wanted=round_base_requests(round_), kind=Pair.Kind.BASE)
+        if not (round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)) or base):
             return None
         Round.objects.filter(pk=round_id).update(sampling_until=now + SAMPLING_HOLD)
     return (now + SAMPLING_HOLD).isoformat()
@@ -326,6 +326,7 @@ def round_store_eval_pairs(*, round_id: int, requests, sampled: list[SampledPair
 
 
 def lineage_root(checkpoint: Checkpoint) -> Checkpoint:
+    """The base of the checkpoint's lineage (the ancestor without a parent), with its base model."""
     while checkpoint.parent_id is not None:
         checkpoint = Checkpoint.objects.select_related("base_model").get(pk=checkpoint.parent_id)
     return checkpoint

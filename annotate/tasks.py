@@ -51,10 +51,14 @@ def sample_pairs(round_id: int, requests: list[list[int]], hold: str | None = No
     return created
 
 
-def sample_base_batch(round_id: int, requests, cache, sample_images) -> int:
-    """Child-vs-base pairs for these keys: the child's images, and the root's where none is stored yet."""
+def sample_base_batch(round_id: int, requests, cache) -> int:
+    """Child-vs-base pairs for these keys: the child's images, and the root's where none is stored yet (`cache`
+    hands out loaded pipelines: `sampler.loading.pipelines` in a worker)."""
+    from sampler.pairs import sample_images
+
     root, child, params, pair_requests, root_made = sampling.round_base_inputs(round_id=round_id, requests=requests)
-    missing = [(key, request) for key, request in zip(requests, pair_requests, strict=True) if tuple(key) not in root_made]
+    missing = [(key, request) for key, request in zip(requests, pair_requests, strict=True)
+               if tuple(key) not in root_made]
     root_new = sample_images(cache, root, [request for _, request in missing], params)
     child_new = sample_images(cache, child, pair_requests, params)
     return sampling.round_store_base_pairs(
@@ -72,7 +76,7 @@ def sample_round_eval(round_id: int, batch: int = 8, hold: str | None = None) ->
     from annotate.loop import round_base_requests, round_eval_requests
     from annotate.models import Pair, Round
     from sampler.loading import ModelLoadError, pipelines
-    from sampler.pairs import sample_eval_pairs, sample_images
+    from sampler.pairs import sample_eval_pairs
 
     created = 0
     keeper = sampling.HoldKeeper(round_id, hold).__enter__()  # released in `finally`
@@ -92,7 +96,7 @@ def sample_round_eval(round_id: int, batch: int = 8, hold: str | None = None) ->
                     sampled = sample_eval_pairs(pipelines, parent, child, pair_requests, params)
                     created += sampling.round_store_eval_pairs(round_id=round_id, requests=requests, sampled=sampled)
                 else:
-                    created += sample_base_batch(round_id, requests, pipelines, sample_images)
+                    created += sample_base_batch(round_id, requests, pipelines)
     except ModelLoadError as exc:
         sampling.round_fail_eval(round_id=round_id, reason=f"Sampling eval pairs failed: {exc}")
     finally:

@@ -16,7 +16,7 @@ from annotate.exports import ExportOptions, export_preferences
 from annotate.images import image_store
 from annotate.models import BaseModel, Checkpoint, Judgement, Pair, Prompt, Round
 from annotate.sampling import round_eval_inputs, round_store_eval_pairs
-from sampler.pairs import sample_eval_pairs, sample_images
+from sampler.pairs import sample_eval_pairs
 from tests.conftest import make_annotator, png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,7 @@ def sample_evaluation(round_: Round, cache) -> None:
     round_store_eval_pairs(round_id=round_.pk, requests=requests,
                            sampled=sample_eval_pairs(cache, parent, child, pair_requests, params))
     if base := loop.round_base_requests(round_):
-        tasks.sample_base_batch(round_.pk, base, cache, sample_images)
+        tasks.sample_base_batch(round_.pk, base, cache)
 
 
 def test_a_round_beyond_the_first_gets_child_vs_base_pairs_and_the_base_is_sampled_once(taste, tmp_path):
@@ -100,7 +100,7 @@ def test_a_round_beyond_the_first_gets_child_vs_base_pairs_and_the_base_is_sampl
     assert 0 not in again.made and again.made[3] == 12
     reused = sorted(Pair.objects.filter(round=later, kind=Pair.Kind.BASE).values_list("image_a_id", flat=True))
     assert reused == sorted(p.image_a_id for p in bases)
-    assert tasks.sample_base_batch(later.pk, loop.round_base_requests(later), again, sample_images) == 0  # once
+    assert tasks.sample_base_batch(later.pk, loop.round_base_requests(later), again) == 0  # once
 
 
 def judge(annotator, taste, choose) -> int:
@@ -164,7 +164,7 @@ def test_a_round_waits_for_its_child_vs_base_labels_before_deciding(taste, tmp_p
     annotator = make_annotator(taste)
     assert judge(annotator, taste, lambda pair: "b") == 4
     assert loop.rounds_advance() == []  # its base pairs are not sampled yet
-    tasks.sample_base_batch(round_.pk, loop.round_base_requests(round_), CountingCache(), sample_images)
+    tasks.sample_base_batch(round_.pk, loop.round_base_requests(round_), CountingCache())
     assert loop.rounds_advance() == []  # nor judged
     assert judge(annotator, taste, lambda pair: "tie") == 4
     assert loop.rounds_advance() == [(round_.pk, "done")]
