@@ -40,8 +40,7 @@ work; `--database-url …/chisel_bench_loop_h2`): every target met.
     control: 0 of 3 rounds promoted, its last trained child scores 57.5% same-seed (target 50 ± 10%)
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
-lineage, implies 96.7% and 99.7%, outside the measured intervals' centre: gains do not fully add up round to round,
-which is why the figure is measured.
+lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
 
 Measured on the 2-core machine (one run each; runs of the same settings differ by several points), 96 eval pairs,
 the adherence rail sign-tested against parent and base (¹ against the parent alone; ² against the parent, breaking
