@@ -175,13 +175,19 @@ def labels_chart(rounds: list[dict]) -> str:
 
 def strength_chart(strengths: list[dict]) -> str:
     """Bradley–Terry strength per checkpoint (log-odds over the base) and the win rate over the base it implies,
-    both with their 95% intervals; green current or retired (promoted), red rejected, grey the base."""
+    both with their 95% intervals; green current or retired (promoted), red rejected, grey the base. Beside each
+    implied figure, a diamond: the child's win rate over the base as measured head-to-head (`measured`), where any."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 2.8))
     for i, row in enumerate(strengths):
         colour = OPEN if row["is_root"] else REJECTED if row["status"] == "rejected" else PROMOTED
         for axes, (value, low, high) in ((left, (row["strength"], row["low"], row["high"])),
                                          (right, (row["vs_base"], row["vs_base_low"], row["vs_base_high"]))):
             axes.errorbar([i], [value], yerr=[[value - low], [high - value]], fmt="o", color=colour, capsize=3)
+        if measured := row.get("measured"):
+            right.errorbar([i + 0.2], [measured["rate"]], yerr=[[measured["rate"] - measured["low"]],
+                                                                [measured["high"] - measured["rate"]]],
+                           fmt="D", color=colour, markerfacecolor="white", capsize=3)
+
     for axes, level in ((left, 0.0), (right, 0.5)):
         axes.axhline(level, color="#888", linestyle="dashed", linewidth=0.8)
         axes.set_xticks(range(len(strengths)), [r["label"] for r in strengths], rotation=45, ha="right")
@@ -189,5 +195,6 @@ def strength_chart(strengths: list[dict]) -> str:
     left.set_title("Bradley–Terry strength")
     right.set_ylim(0, 1)
     right.set_ylabel("implied win rate vs base")
-    right.set_title("Cumulative against the base")
+    right.set_title("Cumulative against the base: implied ●, measured ◇" if any(r.get("measured") for r in strengths)
+                    else "Cumulative against the base")
     return _svg(figure)

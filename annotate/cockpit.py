@@ -112,7 +112,13 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
         if evaluation["done"] < evaluation["total"]:
             reasons.append(f"{_plural(evaluation['total'] - evaluation['done'], 'more eval label')} "
                            f"({evaluation['done']} of {evaluation['total']} in)")
-        elif not round_.auto_advance:
+        base = progress["base"]
+        if base["pairs"] < base["wanted"]:
+            reasons.append(f"child-vs-base pairs from the sampler ({base['pairs']} of {base['wanted']} made)")
+        if base["done"] < base["total"]:
+            reasons.append(f"{_plural(base['total'] - base['done'], 'more child-vs-base label')} "
+                           f"({base['done']} of {base['total']} in)")
+        if evaluation["done"] >= evaluation["total"] and base["done"] >= base["total"] and not round_.auto_advance:
             reasons.append("the lead to decide: the eval labels are in and auto-advance is off")
     if live:
         holders = {}
@@ -175,7 +181,7 @@ def round_settings(round_: Round) -> list[tuple[str, list[tuple[str, str]]]]:
                     ("annotators per pair", str(round_.overlap)), ("eval pairs", str(round_.eval_pair_quota))]),
         ("Sampling", sampling_rows),
         ("Training", training),
-        ("Promotion", [("rule", f"promote when the lower bound of the child's win rate (95% Wilson interval, a tie "
+        ("Promotion", [("rule", f"promote when the lower bound of the child's win rate (95% interval clustered by prompt, a tie "
                                 f"counting half) clears {round_.promotion_threshold:g} and every guard-rail holds"),
                        *rails]),
     ]

@@ -31,21 +31,23 @@ def round_rows(*, taste: Taste) -> list[dict]:
             eval_labels=Count("pairs__judgements", filter=Q(pairs__kind=Pair.Kind.EVAL)),
         )
     )
-    judgements = defaultdict(list)  # round id → (prompt id, pair id, choice) of its eval judgements
-    for round_id, *row in Judgement.objects.filter(pair__round__taste=taste, pair__kind=Pair.Kind.EVAL).order_by(
-        "id"
-    ).values_list("pair__round_id", "pair__prompt_id", "pair_id", "choice"):
-        judgements[round_id].append(row)
+    judgements = defaultdict(list)  # (round id, kind) → (prompt id, pair id, choice) of its eval or base judgements
+    for round_id, kind, *row in Judgement.objects.filter(
+        pair__round__taste=taste, pair__kind__in=(Pair.Kind.EVAL, Pair.Kind.BASE)
+    ).order_by("id").values_list("pair__round_id", "pair__kind", "pair__prompt_id", "pair_id", "choice"):
+        judgements[round_id, kind].append(row)
     rows = []
     for round_ in rounds:
         decision = round_.decision or {}
+        against_base = round_.parent_checkpoint is not None and round_.parent_checkpoint.parent_id is None
+        win = win_record(clustered_rate(judgements[round_.pk, Pair.Kind.EVAL]))
         rows.append({
             "number": round_.number, "id": round_.pk, "state": round_.state, "error": round_.error,
             "train_labels": round_.train_labels, "eval_labels": round_.eval_labels,
-            "win": win_record(clustered_rate(judgements[round_.pk])),
-            "threshold": round_.promotion_threshold, "promoted": decision.get("promote"),
-            "parent": round_.parent_checkpoint_id, "child": round_.child_checkpoint_id,
-            "against_base": round_.parent_checkpoint is not None and round_.parent_checkpoint.parent_id is None,
+            "win": win, "threshold": round_.promotion_threshold, "promoted": decision.get("promote"),
+            "parent": round_.parent_checkpoint_id, "child": round_.child_checkpoint_id, "against_base": against_base,
+            # The child against the base, measured: its eval pairs when the parent is the base, else its base pairs.
+            "cumulative": win if against_base else win_record(clustered_rate(judgements[round_.pk, Pair.Kind.BASE])),
         })
     return rows
 
@@ -211,16 +213,14 @@ def taste_page(*, taste: Taste) -> dict:
 
 
 def checkpoint_strengths(*, taste: Taste, checkpoints: list[dict]) -> list[dict]:
-    """A Bradley–Terry strength per checkpoint over every eval judgement of the taste, relative to its lineage's
-    root (the base), with a 95% cluster-bootstrap interval, and the win rate against the base it implies.
-
-    Eval pairs compare a child with its parent only, so "against the base" beyond round 1 is this model's figure
-    (strengths add along the lineage), not a measured head-to-head; see docs/evaluation.md.
+    """A Bradley–Terry strength per checkpoint over every eval and child-vs-base judgement of the taste, relative
+    to its lineage's root (the base), with a 95% cluster-bootstrap interval, and the win rate against the base it
+    implies. The measured head-to-head against the base is `round_rows`' `cumulative`; see docs/evaluation.md.
     """
     edges = [
         (prompt_id, pair_id, child, parent, {"b": 1.0, "tie": 0.5, "a": 0.0}[choice])
         for prompt_id, pair_id, parent, child, choice in Judgement.objects.filter(
-            pair__taste=taste, pair__kind=Pair.Kind.EVAL, choice__in=("a", "b", "tie")
+            pair__taste=taste, pair__kind__in=(Pair.Kind.EVAL, Pair.Kind.BASE), choice__in=("a", "b", "tie")
         ).order_by("id").values_list("pair__prompt_id", "pair_id", "pair__image_a__checkpoint_id",
                                      "pair__image_b__checkpoint_id", "choice")
     ]

@@ -63,6 +63,15 @@ def round_eval_counts(*, round_id: int) -> WinRate:
     )
 
 
+def round_base_counts(*, round_id: int) -> WinRate:
+    """The child's record against the lineage's root in a round's base pairs (image A the root's, B the child's):
+    the measured cumulative figure, with the same clustered interval; the gate never reads it."""
+    return clustered_rate(
+        Judgement.objects.filter(pair__round_id=round_id, pair__kind=Pair.Kind.BASE)
+        .order_by("id").values_list("pair__prompt_id", "pair_id", "choice")
+    )
+
+
 @dataclass
 class Decision:
     promote: bool

@@ -187,9 +187,11 @@ def _splitter(judgements, paths: ExportPaths, options: ExportOptions) -> tuple[C
     (at least one of two or more), chosen by a hash of the prompt's text so that it is the same in every export."""
     if not paths.folder or not options.splits:
         return (lambda pair: "train"), ""
-    if judgements.filter(pair__kind=Pair.Kind.EVAL).exists():
-        return (lambda pair: "validation" if pair.kind == Pair.Kind.EVAL else "train"), (
-            "the held-out eval pairs (pairs of prompts the rounds never sampled for training); train holds the rest")
+    held_out = (Pair.Kind.EVAL, Pair.Kind.BASE)
+    if judgements.filter(pair__kind__in=held_out).exists():
+        return (lambda pair: "validation" if pair.kind in held_out else "train"), (
+            "the held-out eval pairs (child vs parent, and child vs base: pairs of prompts the rounds never sampled "
+            "for training); train holds the rest")
     decisive = judgements.exclude(choice=Judgement.Choice.BOTH_BAD)
     if options.ties == "drop":
         decisive = decisive.exclude(choice=Judgement.Choice.TIE)

@@ -10,7 +10,7 @@ from trainer.config import FAMILY_DEFAULTS, TrainConfig
 
 FAMILY_NAMES = {"flux": "FLUX", "sd": "Stable Diffusion", "sdxl": "SDXL"}
 # Quotas a launch starts from when the taste has no round yet; the demo's first round uses the same (annotate/demo.py).
-QUOTAS = {"pair_quota": 60, "label_quota": 120, "overlap": 2, "eval_pair_quota": 24, "heldout_share": 0.2,
+QUOTAS = {"pair_quota": 60, "label_quota": 120, "overlap": 2, "eval_pair_quota": 48, "heldout_share": 0.2,
           "promotion_threshold": 0.5}
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from annotate import locks, rounds, services, training
 from annotate.enqueue import SAMPLE_ROUND_EVAL, enqueue
 from annotate.errors import DomainError
-from annotate.evaluation import promotion_decision, round_eval_counts, win_record
+from annotate.evaluation import promotion_decision, round_base_counts, round_eval_counts, win_record
 from annotate.guard_rails import check_guard_rails
 from annotate.models import Checkpoint, Judgement, Pair, Round, Taste, TrainingJob
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 S = Round.State
 EVAL_SEED_BASE = 1_000_000_000  # eval seeds; held out from every train seed of the sampler and the toy world
+# Seeds of the child-vs-base pairs: the eval prompts again, on seeds of their own. On the eval pairs' own seeds the
+# child's image would appear in two pairs of the round, and an annotator who saw it twice would know it is the child.
+BASE_SEED_BASE = 1_500_000_000
 
 
 def round_start(*, round_id: int) -> bool:
@@ -101,6 +104,7 @@ def round_decide(*, round_id: int, promote: bool | None = None, by: str = "rule"
         record = {
             "promote": decision.promote if promote is None else promote, "rule_promote": decision.promote,
             "win": decision.win, "threshold": decision.threshold, "guard_rails": decision.guard_rails,
+            "cumulative": round_cumulative(round_, win),
             "reason": decision.reason if promote is None else f"{'promoted' if promote else 'rejected'} by {by} "
                                                               f"(the rule said: {decision.reason})",
             "by": by, "decided_at": timezone.now().isoformat(),
@@ -112,6 +116,22 @@ def round_decide(*, round_id: int, promote: bool | None = None, by: str = "rule"
             Checkpoint.objects.filter(pk=child.pk).update(status=Checkpoint.Status.REJECTED)
         Round.objects.filter(pk=round_id).update(state=S.DONE, decision=record, paused=False, updated_at=timezone.now())
     return record
+
+
+def round_cumulative(round_: Round, win=None) -> dict:
+    """The child's measured win rate against its lineage's root (the base), with its clustered interval: from the
+    round's base pairs, or from its eval pairs when the parent is the root. Recorded with the decision; never
+    part of the gate."""
+    if is_root_parent(round_):
+        win = win if win is not None else round_eval_counts(round_id=round_.pk)
+        return {"source": "eval", "win": win_record(win)}
+    return {"source": "base", "win": win_record(round_base_counts(round_id=round_.pk))}
+
+
+def is_root_parent(round_: Round) -> bool:
+    """Whether the round's parent is its lineage's root (then its eval pairs already compare with the base)."""
+    parent = round_.parent_checkpoint
+    return parent is None or parent.parent_id is None
 
 
 def checkpoint_promote(*, taste: Taste, checkpoint: Checkpoint) -> None:
@@ -165,20 +185,22 @@ def _advance_one(round_: Round) -> bool:
         if annotation["done"] >= annotation["total"] or exhausted:
             return round_train(round_id=round_.pk)
         return False
-    evaluation = progress["evaluation"]
-    if evaluation["pairs"] >= round_.eval_pair_quota and evaluation["done"] >= evaluation["total"]:
+    evaluation, base = progress["evaluation"], progress["base"]
+    if (evaluation["pairs"] >= round_.eval_pair_quota and evaluation["done"] >= evaluation["total"]
+            and base["pairs"] >= base["wanted"] and base["done"] >= base["total"]):
         return round_decide(round_id=round_.pk) is not None
     return False
 
 
 def round_progress(*, round_id: int) -> dict:
     """Where the round stands, step by step, as counts against quotas (the cockpit polls this)."""
-    round_ = Round.objects.get(pk=round_id)
+    round_ = Round.objects.select_related("parent_checkpoint").get(pk=round_id)
     trainable = Q(kind=Pair.Kind.TRAIN, held_back=False)
     pairs = Pair.objects.filter(round_id=round_id).aggregate(
         train=Count("id", filter=trainable),
         kept_back=Count("id", filter=Q(kind=Pair.Kind.TRAIN, held_back=True)),
         eval=Count("id", filter=Q(kind=Pair.Kind.EVAL)),
+        base=Count("id", filter=Q(kind=Pair.Kind.BASE)),
         open_train=Count("id", filter=trainable & Q(judged_count__lt=F("overlap"))),
     )
     train_label = Q(pair__kind=Pair.Kind.TRAIN, pair__held_back=False)
@@ -187,9 +209,12 @@ def round_progress(*, round_id: int) -> dict:
         decisive=Count("id", filter=train_label & Q(choice__in=(Judgement.Choice.A, Judgement.Choice.B))),
         kept_back=Count("id", filter=Q(pair__kind=Pair.Kind.TRAIN, pair__held_back=True)),
         eval=Count("id", filter=Q(pair__kind=Pair.Kind.EVAL)),
+        base=Count("id", filter=Q(pair__kind=Pair.Kind.BASE)),
     )
     job = round_.training_jobs.order_by("-id").first()
     win = round_eval_counts(round_id=round_id) if labels["eval"] else None
+    base_wanted = len(round_base_requests(round_))
+    base_win = round_base_counts(round_id=round_id) if labels["base"] else None
     return {
         "id": round_.pk, "state": round_.state, "paused": round_.paused, "error": round_.error,
         "failed_in": round_.failed_in, "auto_advance": round_.auto_advance,
@@ -208,6 +233,11 @@ def round_progress(*, round_id: int) -> dict:
             "pairs": pairs["eval"], "done": labels["eval"], "total": round_.eval_pair_quota * round_.overlap,
             "win": win_record(win) if win else None,
         },
+        # Child-vs-base pairs (a parent that is not the root): judged in the same phase, not by the gate.
+        "base": {
+            "pairs": pairs["base"], "wanted": base_wanted, "done": labels["base"],
+            "total": base_wanted * round_.overlap, "win": win_record(base_win) if base_win else None,
+        },
         "decision": round_.decision,
     }
 
@@ -218,6 +248,15 @@ def round_eval_requests(round_: Round) -> list[tuple[int, int]]:
     if not prompt_ids:
         return []
     return [(prompt_ids[i % len(prompt_ids)], EVAL_SEED_BASE + i // len(prompt_ids)) for i in range(round_.eval_pair_quota)]
+
+
+def round_base_requests(round_: Round) -> list[tuple[int, int]]:
+    """(held-out prompt id, seed) of every child-vs-base pair the round wants: as many as its eval pairs, on the
+    same prompts in the same order, on seeds of their own (BASE_SEED_BASE); none when the parent is the root.
+    Every round of a lineage asks for the same keys, so the root's images of them are sampled once and reused."""
+    if is_root_parent(round_):
+        return []
+    return [(prompt_id, BASE_SEED_BASE + seed - EVAL_SEED_BASE) for prompt_id, seed in round_eval_requests(round_)]
 
 
 def _refill(round_id: int) -> None:

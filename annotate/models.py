@@ -255,6 +255,9 @@ class Pair(models.Model):
         TRAIN = "train"
         EVAL = "eval"
         GOLD = "gold"
+        # The child against its lineage's root (the base), judged while the round evaluates, blind like an eval
+        # pair: the measured cumulative figure. Never part of the gate (which compares child and parent).
+        BASE = "base"
 
     # A gold pair's overlap: it is served to every annotator once, so it never fills up.
     GOLD_OVERLAP = 32767
@@ -282,7 +285,7 @@ class Pair(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=["train", "eval", "gold"]), name="pair_kind_valid"),
+            models.CheckConstraint(condition=Q(kind__in=["train", "eval", "gold", "base"]), name="pair_kind_valid"),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="pair_overlap_positive"),
             models.CheckConstraint(
                 condition=(Q(kind="gold") & Q(gold_choice__in=["a", "b", "tie"])) | (~Q(kind="gold") & Q(gold_choice="")),

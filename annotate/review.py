@@ -128,8 +128,10 @@ def review_cards(*, round_: Round, pairs: list[Pair], size: int = 192) -> list[d
     cards = []
     for pair in pairs:
         sides = {}
-        if pair.kind == Pair.Kind.EVAL:
+        if pair.kind in (Pair.Kind.EVAL, Pair.Kind.BASE):
             names = {round_.parent_checkpoint_id: "parent", round_.child_checkpoint_id: "child"}
+            if pair.kind == Pair.Kind.BASE:
+                names = {pair.image_a.checkpoint_id: "base", round_.child_checkpoint_id: "child"}
             sides = {"a": names.get(pair.image_a.checkpoint_id, ""), "b": names.get(pair.image_b.checkpoint_id, "")}
         cards.append({
             "pair": pair, "disagreement": pair.answers > 1,

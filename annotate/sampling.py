@@ -12,7 +12,7 @@ from django.utils import timezone
 from annotate import locks, waiting
 from annotate.enqueue import SAMPLE_PAIRS, enqueue_on_commit
 from annotate.images import image_store
-from annotate.models import Checkpoint, Pair, Prompt, Round
+from annotate.models import Checkpoint, Image, Pair, Prompt, Round
 from sampler.spec import ModelSpec, PairRequest, SampledPair, SampleParams
 
 logger = logging.getLogger(__name__)
@@ -270,25 +270,28 @@ def rounds_wanting_samples() -> list[int]:
 
 
 def round_reserve_eval(*, round_id: int, now: datetime | None = None) -> str | None:
-    """Hold an evaluating round for one eval-sampling task, if it lacks eval pairs and no task holds it; the hold's
-    token, else None."""
-    from annotate.loop import round_eval_requests
+    """Hold an evaluating round for one eval-sampling task, if it lacks eval or child-vs-base pairs and no task holds
+    it; the hold's token, else None."""
+    from annotate.loop import round_base_requests, round_eval_requests
 
     now = now or timezone.now()
     with transaction.atomic():
-        round_ = locks.lock_round(round_id=round_id).first()
+        round_ = locks.lock_round(round_id=round_id).select_related("parent_checkpoint").first()
         if round_ is None or round_.state != Round.State.EVALUATING or round_.paused:
             return None
         if round_.sampling_until and round_.sampling_until > now:
             return None
-        if not round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)):
+        base = round_missing_eval_requests(round_=round_, wanted=round_base_requests(round_), kind=Pair.Kind.BASE)
+        if not (round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_)) or base):
             return None
         Round.objects.filter(pk=round_id).update(sampling_until=now + sampling_hold())
     return (now + sampling_hold()).isoformat()
 
 
-def round_missing_eval_requests(*, round_: Round, wanted: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    done = set(Pair.objects.filter(round=round_, kind=Pair.Kind.EVAL).values_list("prompt_id", "seed"))
+def round_missing_eval_requests(*, round_: Round, wanted: list[tuple[int, int]],
+                                kind: str = Pair.Kind.EVAL) -> list[tuple[int, int]]:
+    """The wanted (prompt, seed) keys that have no pair of `kind` (eval, or base) in the round yet."""
+    done = set(Pair.objects.filter(round=round_, kind=kind).values_list("prompt_id", "seed"))
     return [r for r in wanted if r not in done]
 
 
@@ -328,6 +331,75 @@ def round_store_eval_pairs(*, round_id: int, requests, sampled: list[SampledPair
             created += 1
         except IntegrityError:
             logger.info("Eval pair (round %s, prompt %s, seed %s) exists already", round_id, prompt_id, seed)
+    return created
+
+
+def lineage_root(checkpoint: Checkpoint) -> Checkpoint:
+    """The base of the checkpoint's lineage (the ancestor without a parent), with its base model."""
+    while checkpoint.parent_id is not None:
+        checkpoint = Checkpoint.objects.select_related("base_model").get(pk=checkpoint.parent_id)
+    return checkpoint
+
+
+def root_images(*, root: Checkpoint, keys, params: SampleParams) -> dict[tuple[int, int], object]:
+    """The root checkpoint's stored image of each (prompt id, seed) key made with these sampling settings (an
+    earlier round's base pairs made them): reused, so the base is sampled once per key and lineage."""
+    wanted = set(map(tuple, keys))
+    found = {}
+    for image in Image.objects.filter(checkpoint=root, prompt_id__in={p for p, _ in wanted},
+                                      seed__in={s for _, s in wanted}).order_by("id"):
+        key = (image.prompt_id, image.seed)
+        if key in wanted and key not in found and _made_with(image.params, params):
+            found[key] = image
+    return found
+
+
+def _made_with(record: dict, params: SampleParams) -> bool:
+    """Whether an image's sampling record names these settings (records hold them beside prompt, seed, model)."""
+    settings = {k: v for k, v in record.items() if k not in ("model", "prompt", "seed")}
+    return settings == params.as_dict()
+
+
+def round_base_inputs(*, round_id: int, requests) -> tuple[ModelSpec, ModelSpec, SampleParams, list[PairRequest],
+                                                             dict]:
+    """The lineage's root and the child as files, the round's sampling settings, the prompt texts of these base
+    requests, and the root images already stored for them (only the missing ones need sampling)."""
+    round_ = Round.objects.select_related("parent_checkpoint__base_model", "child_checkpoint__base_model").get(
+        pk=round_id
+    )
+    root = lineage_root(round_.parent_checkpoint)
+    params = round_sample_params(round_)
+    texts = dict(Prompt.objects.filter(pk__in={p for p, _ in requests}).values_list("id", "text"))
+    pair_requests = [PairRequest(prompt=texts[p], seed=s) for p, s in requests]
+    return (checkpoint_spec(root), checkpoint_spec(round_.child_checkpoint), params, pair_requests,
+            root_images(root=root, keys=requests, params=params))
+
+
+def round_store_base_pairs(*, round_id: int, requests, root_made: dict, root_sampled: dict, child_sampled: list) -> int:
+    """Store child-vs-base pairs: image A the root's (stored earlier, `root_made`, or just sampled, `root_sampled`
+    by key), image B the child's; existing pairs are left alone."""
+    round_ = Round.objects.select_related("parent_checkpoint", "child_checkpoint").get(pk=round_id)
+    root = lineage_root(round_.parent_checkpoint)
+    created = 0
+    for (prompt_id, seed), child_image in zip(requests, child_sampled, strict=True):
+        key = (prompt_id, seed)
+        try:
+            with transaction.atomic():
+                base = root_made.get(key)
+                if base is None:
+                    made = root_sampled[key]
+                    base = image_store(prompt_id=prompt_id, data=made.png, checkpoint=root, seed=made.seed,
+                                       params=made.params, diagnostics=made.diagnostics)
+                child = image_store(prompt_id=prompt_id, data=child_image.png, checkpoint=round_.child_checkpoint,
+                                    seed=child_image.seed, params=child_image.params,
+                                    diagnostics=child_image.diagnostics)
+                Pair.objects.create(
+                    round=round_, taste_id=round_.taste_id, prompt_id=prompt_id, image_a=base, image_b=child,
+                    kind=Pair.Kind.BASE, seed=seed, overlap=round_.overlap,
+                )
+            created += 1
+        except IntegrityError:
+            logger.info("Base pair (round %s, prompt %s, seed %s) exists already", round_id, prompt_id, seed)
     return created
 
 

@@ -272,9 +272,10 @@ _SUBMIT = f"""
 """
 # When a round takes labels for a pair (round_takes_labels in SQL, over pair p and round r).
 _TAKES_LABELS = """CASE
+    WHEN p.kind = 'gold' THEN TRUE
     WHEN p.kind = 'train' AND NOT p.held_back
         THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) IN ('sampling', 'annotating')
-    WHEN p.kind = 'eval' OR p.held_back
+    WHEN p.kind IN ('eval', 'base') OR p.held_back
         THEN (CASE WHEN r.state = 'failed' THEN r.failed_in ELSE r.state END) = 'evaluating'
     ELSE r.state IN ('sampling', 'annotating', 'evaluating') END"""
 _SUBMIT = _SUBMIT.replace("{takes_labels}", _TAKES_LABELS)
@@ -282,16 +283,16 @@ _SUBMIT = _SUBMIT.replace("{takes_labels}", _TAKES_LABELS)
 
 def round_takes_labels(*, pair: Pair, round_state: str, failed_in: str = "") -> bool:
     """Whether a judgement of `pair` may still be recorded: train pairs until the round's dataset freezes (it
-    leaves annotating), eval and held-back train pairs while it evaluates (until its decision), also while the
-    round is failed in that step (a retry resumes it); gold pairs always (they score annotators, whatever round
-    they came from, and are never trained on); other kinds while it is open. Later ones would change figures
+    leaves annotating), eval, child-vs-base and held-back train pairs while it evaluates (until its decision), also
+    while the round is failed in that step (a retry resumes it); gold pairs always (they score annotators, whatever
+    round they came from, and are never trained on); other kinds while it is open. Later ones would change figures
     already used, so they are refused (`RoundClosed`)."""
     if pair.kind == Pair.Kind.GOLD:
         return True
     step = failed_in if round_state == Round.State.FAILED else round_state
     if pair.kind == Pair.Kind.TRAIN and not pair.held_back:
         return step in (Round.State.SAMPLING, Round.State.ANNOTATING)
-    if pair.kind == Pair.Kind.EVAL or pair.held_back:
+    if pair.kind in (Pair.Kind.EVAL, Pair.Kind.BASE) or pair.held_back:
         return step == Round.State.EVALUATING
     return round_state in Round.OPEN_STATES
 

@@ -51,27 +51,52 @@ def sample_pairs(round_id: int, requests: list[list[int]], hold: str | None = No
     return created
 
 
+def sample_base_batch(round_id: int, requests, cache) -> int:
+    """Child-vs-base pairs for these keys: the child's images, and the root's where none is stored yet (`cache`
+    hands out loaded pipelines: `sampler.loading.pipelines` in a worker)."""
+    from sampler.pairs import sample_images
+
+    root, child, params, pair_requests, root_made = sampling.round_base_inputs(round_id=round_id, requests=requests)
+    missing = [(key, request) for key, request in zip(requests, pair_requests, strict=True)
+               if tuple(key) not in root_made]
+    root_new = sample_images(cache, root, [request for _, request in missing], params)
+    child_new = sample_images(cache, child, pair_requests, params)
+    return sampling.round_store_base_pairs(
+        round_id=round_id, requests=[tuple(key) for key in requests], root_made=root_made,
+        root_sampled={tuple(key): image for (key, _), image in zip(missing, root_new, strict=True)},
+        child_sampled=child_new,
+    )
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True)  # routed to the "sample" queue
 def sample_round_eval(round_id: int, batch: int = 8, hold: str | None = None) -> int:
-    """Sample an evaluating round's missing eval pairs (parent vs child), a batch at a time; safe to run twice. The
+    """Sample an evaluating round's missing eval pairs (parent vs child), then its child-vs-base pairs (when the
+    parent is not the root), a batch at a time; safe to run twice. The
     round's `hold` is renewed while the task works and released only while it is still this task's."""
-    from annotate.loop import round_eval_requests
-    from annotate.models import Round
+    from annotate.loop import round_base_requests, round_eval_requests
+    from annotate.models import Pair, Round
     from sampler.loading import ModelLoadError, pipelines
     from sampler.pairs import sample_eval_pairs
 
     created = 0
     keeper = sampling.HoldKeeper(round_id, hold).__enter__()  # released in `finally`
     try:
-        round_ = Round.objects.get(pk=round_id)
+        round_ = Round.objects.select_related("parent_checkpoint").get(pk=round_id)
         missing = sampling.round_missing_eval_requests(round_=round_, wanted=round_eval_requests(round_))
-        for start in range(0, len(missing), batch):
-            if not Round.objects.filter(pk=round_id, state=Round.State.EVALUATING, paused=False).exists():
-                break
-            requests = missing[start:start + batch]
-            parent, child, params, pair_requests = sampling.round_eval_inputs(round_id=round_id, requests=requests)
-            sampled = sample_eval_pairs(pipelines, parent, child, pair_requests, params)
-            created += sampling.round_store_eval_pairs(round_id=round_id, requests=requests, sampled=sampled)
+        base_missing = sampling.round_missing_eval_requests(round_=round_, wanted=round_base_requests(round_),
+                                                            kind=Pair.Kind.BASE)
+        for kind, keys in (("eval", missing), ("base", base_missing)):
+            for start in range(0, len(keys), batch):
+                if not Round.objects.filter(pk=round_id, state=Round.State.EVALUATING, paused=False).exists():
+                    return created
+                requests = keys[start:start + batch]
+                if kind == "eval":
+                    parent, child, params, pair_requests = sampling.round_eval_inputs(round_id=round_id,
+                                                                                      requests=requests)
+                    sampled = sample_eval_pairs(pipelines, parent, child, pair_requests, params)
+                    created += sampling.round_store_eval_pairs(round_id=round_id, requests=requests, sampled=sampled)
+                else:
+                    created += sample_base_batch(round_id, requests, pipelines)
     except ModelLoadError as exc:
         sampling.round_fail_eval(round_id=round_id, reason=f"Sampling eval pairs failed: {exc}")
     finally:

@@ -43,6 +43,9 @@ class TasteCharts:
             "labels": charts.labels_chart(page["rounds"]),
         }
         page["strengths"] = dashboard.checkpoint_strengths(taste=taste, checkpoints=page["checkpoints"])
+        measured = {r["child"]: r["cumulative"] for r in page["rounds"] if r["child"] and r["cumulative"]["n"]}
+        for row in page["strengths"]:
+            row["measured"] = measured.get(row["id"])
         svg["strengths"] = charts.strength_chart(page["strengths"])
         context = {
             **self.admin_site.each_context(request), "title": f"{taste.name}: the model round by round",

@@ -67,8 +67,11 @@ def _round_reason(round_: Round, annotator) -> str:
     if round_.paused:
         return Reason.PAUSED
     if round_.state == Round.State.EVALUATING:
-        made = Pair.objects.filter(round=round_, kind=Pair.Kind.EVAL).count()
-        return Reason.SAMPLING if made < round_.eval_pair_quota else Reason.NOTHING_LEFT
+        from annotate.loop import round_base_requests
+
+        made = Pair.objects.filter(round=round_, kind__in=(Pair.Kind.EVAL, Pair.Kind.BASE)).count()
+        wanted = round_.eval_pair_quota + len(round_base_requests(round_))
+        return Reason.SAMPLING if made < wanted else Reason.NOTHING_LEFT
     labels = Judgement.objects.filter(
         pair__round=round_, pair__kind=Pair.Kind.TRAIN, choice__in=DECISIVE, pair__held_back=False
     ).count()

@@ -69,3 +69,12 @@ def sample_eval_pairs(
     parent_images = generate(cache.get(parent), prompts=prompts, seeds=seeds, params=params,
                              model={"base": parent.base_path, "loras": list(parent.lora_paths)})
     return [SampledPair(r, a, b) for r, a, b in zip(requests, parent_images, child_images, strict=True)]
+
+
+def sample_images(cache: PipelineCache, spec: ModelSpec, requests: list[PairRequest],
+                  params: SampleParams) -> list[GeneratedImage]:
+    """One image per request from one checkpoint (the child's and the base's sides of a child-vs-base pair)."""
+    if not requests:
+        return []
+    return generate(cache.get(spec), prompts=[r.prompt for r in requests], seeds=[r.seed for r in requests],
+                    params=params, model={"base": spec.base_path, "loras": list(spec.lora_paths)})

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 
 from annotate import loop, services, tasks
 from annotate.models import BaseModel, Checkpoint, Pair, Prompt, Round, Taste, TrainingJob
@@ -116,7 +117,24 @@ def test_two_rounds_advance_in_order_with_the_lineage_and_decisions_recorded(
             eval_pairs = Pair.objects.filter(round=round_, kind="eval").select_related("image_a", "image_b")
             assert all(p.image_a.checkpoint_id == parent.pk and p.image_b.checkpoint_id == child.pk for p in eval_pairs)
             assert all(p.image_a.seed == p.image_b.seed == p.seed for p in eval_pairs)
+            # The cumulative figure against the base: round 1's parent is the base, so its eval pairs give it; round
+            # 2's parent is round 1's child, so its child-vs-base pairs (sampled by the worker, judged like the
+            # others, never read by the gate) give it.
+            base_pairs = Pair.objects.filter(round=round_, kind="base").select_related("image_a", "image_b")
+            cumulative = decision["cumulative"]
+            if number == 1:
+                assert not base_pairs and cumulative == {"source": "eval", "win": win}
+            else:
+                assert cumulative["source"] == "base" and cumulative["win"]["n"] == base_pairs.count() == 4
+                assert all(p.image_a.checkpoint_id == root.pk and p.image_b.checkpoint_id == child.pk
+                           for p in base_pairs)
+                assert {(p.prompt_id, p.seed - loop.BASE_SEED_BASE) for p in base_pairs} == {
+                    (p.prompt_id, p.seed - loop.EVAL_SEED_BASE) for p in eval_pairs}
+                assert 0.0 <= cumulative["win"]["low"] <= cumulative["win"]["rate"] <= cumulative["win"]["high"] <= 1
             decided.append(decision["promote"])
+            if number == 1 and not decision["promote"]:  # round 2 must build on round 1's child: the lead's call
+                with transaction.atomic():
+                    loop.checkpoint_promote(taste=taste, checkpoint=child)
         assert Checkpoint.objects.filter(taste=taste, status="current").count() == 1
 
         # A round whose training fails stops in `failed` with the reason and leaves the current checkpoint alone.

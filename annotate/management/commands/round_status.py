@@ -45,10 +45,12 @@ class Command(BaseCommand):
             lines.append(f"  error ({p['failed_in'] or p['state']}): {p['error']}")
         for step in STEPS:
             lines.append(f"  {step:<10} {p[step]['done']:>6} / {p[step]['total']}")
-        win = p["evaluation"]["win"]
-        if win:
-            rate = "—" if win["rate"] is None else f"{win['rate']:.3f}"
-            lines.append(f"  eval win rate {rate} [{win['low']:.3f}, {win['high']:.3f}] over {win['n']} judgements")
+        if p["base"]["total"]:
+            lines.append(f"  {'vs base':<10} {p['base']['done']:>6} / {p['base']['total']}")
+        for label, win in (("eval win rate", p["evaluation"]["win"]), ("win rate against the base", p["base"]["win"])):
+            if win:
+                rate = "—" if win["rate"] is None else f"{win['rate']:.3f}"
+                lines.append(f"  {label} {rate} [{win['low']:.3f}, {win['high']:.3f}] over {win['n']} judgements")
         decision = p["decision"]
         if decision:
             lines.append(f"  decision: {'promoted' if decision['promote'] else 'rejected'} — {decision['reason']}")

@@ -176,12 +176,18 @@ def round_line(number: int, progress: dict, judged: int | None) -> str:
             f"the training job is {training['state'] or 'being queued'}"
     elif state == Round.State.EVALUATING:
         detail = f"{evaluation['done']}/{evaluation['total']} eval labels, {evaluation['pairs']} eval pairs sampled"
+        if (base := progress.get("base") or {}).get("total"):
+            detail += f", {base['done']}/{base['total']} child-vs-base labels"
     elif state == Round.State.DONE:
         decision = progress["decision"] or {}
         win = decision.get("win") or {}
         detail = "promoted" if decision.get("promote") else "rejected"
         if win.get("n"):
             detail += f": win rate {win['rate']:.2f} [{win['low']:.2f}, {win['high']:.2f}] over {win['n']} eval labels"
+        cumulative = decision.get("cumulative") or {}
+        if cumulative.get("source") == "base" and (measured := cumulative["win"]).get("n"):
+            detail += (f"; against the base {measured['rate']:.2f} [{measured['low']:.2f}, {measured['high']:.2f}] "
+                       f"over {measured['n']} labels")
     elif state == Round.State.FAILED:
         state, detail = f"failed in {progress['failed_in'] or '?'}", one_line(progress["error"])
     else:

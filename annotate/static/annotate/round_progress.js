@@ -10,7 +10,7 @@ if (cockpit) {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
-  const units = { sampling: "pairs", annotation: "labels", training: "steps", evaluation: "labels" };
+  const units = { sampling: "pairs", annotation: "labels", training: "steps", evaluation: "labels", base: "labels" };
   const poll = async () => {
     const response = await fetch(cockpit.dataset.progressUrl, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -21,6 +21,7 @@ if (cockpit) {
     }
     for (const step of Object.keys(units)) {
       const bar = cockpit.querySelector(`progress[data-step="${step}"]`);
+      if (!bar) continue; // no child-vs-base pairs when the parent is the base
       bar.max = Math.max(1, progress[step].total);
       bar.value = progress[step].done;
       cockpit.querySelector(`[data-count="${step}"]`).textContent =
@@ -34,6 +35,11 @@ if (cockpit) {
     if (win && win.rate !== null) {
       cockpit.querySelector('[data-field="win"]').textContent =
         `Child's win rate ${win.rate.toFixed(3)}, 95% interval [${win.low.toFixed(3)}, ${win.high.toFixed(3)}] over ${win.n} judgements.`;
+    }
+    const cumulative = progress.base.win;
+    if (cumulative && cumulative.rate !== null) {
+      cockpit.querySelector('[data-field="cumulative"]').textContent =
+        `Against the base (measured, not part of the rule): ${cumulative.rate.toFixed(3)}, 95% interval [${cumulative.low.toFixed(3)}, ${cumulative.high.toFixed(3)}] over ${cumulative.n} judgements.`;
     }
   };
   setInterval(() => poll().catch(() => {}), 2000);
