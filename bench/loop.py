@@ -3,20 +3,20 @@
 Runs the whole of Chisel's loop on the CPU, through the real services and API:
 
 1. drops and recreates a PostgreSQL database (default `chisel_bench_loop`), migrates it, and starts gunicorn;
-2. for each oracle (`textured` at `--noise`, then the `random` control): a taste on the pretrained toy model
+2. for each oracle (`--oracle`, `textured` by default, at `--noise`; then the `random` control): a taste on the pretrained toy model
    (`manage.py toy_model build`), `--rounds` rounds of `--labels` train labels each, started with
    `annotate.loop.round_start`, driven by the beat's own tasks (`advance_rounds`, `refill_sample_buffers`;
    Celery runs them eagerly in this process), judged by `manage.py simulate_annotators` over HTTP;
 3. on held-out prompts and seeds, compares the final checkpoint with the base: the oracle's win rate on the *same*
    (prompt, seed) and on *independent* seeds (a tie counts half), the flat-background share and caption
-   adherence before and after; the control's final checkpoint is judged by the `textured` oracle too. Each loop's
+   adherence before and after; the control's final checkpoint is judged by the same oracle too. Each loop's
    last trained child, promoted or not, is judged as well ("child same-seed"): what the labels did to the model
    before the promotion gate had its say;
 4. prints a table and, as its last line, one JSON object with the same figures.
 
 Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
 most 5 points below the base's, all in under 20 minutes on 2 cores. Since issue 17 the control's figure is the
-textured oracle's same-seed score of the control's last *trained* child (promoted or not; its final checkpoint is
+main oracle's same-seed score of the control's last *trained* child (promoted or not; its final checkpoint is
 the base whenever the gate rejects everything, and scores 50% by construction), still 50 +/- 10%, beside the share
 of control rounds promoted. Each round also shows its child's win rate against the base, measured head-to-head by
 the simulated annotators (`decision["cumulative"]`: its eval pairs in round 1, its child-vs-base pairs after) and as
@@ -156,6 +156,7 @@ from common import ROOT, database_recreate, django_env, free_port
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 EVAL_SEEDS = 2_000_000_000  # the bench's held-out seeds: apart from train seeds and the rounds' eval seeds
 INDEPENDENT_SEEDS = 3_000_000_000
+TASTES = ("textured", "flat", "dark")  # sampler/toy/oracles.py SCORES (bench/sampler.py shadows the package here)
 
 
 @dataclass
@@ -168,7 +169,7 @@ class LoopResult:
     flat_share_final: float
     adherence_base: float
     adherence_final: float
-    # The textured oracle's same-seed verdict on the loop's last trained child, promoted or not: what the labels
+    # The oracle's same-seed verdict on the loop's last trained child, promoted or not: what the labels
     # did to the model before the promotion gate had its say (the final checkpoint is the last promoted one).
     child_same_seed_win_rate: float | None  # None when no round trained a child
     wall_s: float
@@ -179,6 +180,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "toy-sd",
                         help="a toy model folder: models/toy-sd (the default) or models/toy-flux")
     parser.add_argument("--database-url", default="postgres://postgres:postgres@127.0.0.1:5432/chisel_bench_loop")
+    parser.add_argument("--oracle", default="textured", choices=TASTES,
+                        help="the simulated annotators' taste; it also judges the final checkpoint (and the control's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--labels", type=int, default=300, help="train labels per round (overlap 1)")
     parser.add_argument("--eval-pairs", type=int, default=96, help="child-vs-parent pairs per round")
@@ -388,7 +391,7 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
     child = None
     if last_child is not None and last_child != final.pk:
         child = checkpoint_spec(Checkpoint.objects.get(pk=last_child))
-    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, "textured", params, child_spec=child)
+    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, child_spec=child)
     if last_child is None:  # no round trained a child: nothing to score (the base against itself is 50%)
         figures["child_same_seed_win_rate"] = None
     cumulative_against_base(taste, results)
@@ -429,20 +432,20 @@ def main() -> None:
         call_command("collectstatic", "--noinput", verbosity=0)  # the admin's own CSS, served by whitenoise
     started = time.monotonic()
     with gunicorn(env) as url:
-        loops = [] if args.only_control else [loop_run(url, args, "textured", args.noise)]
+        loops = [] if args.only_control else [loop_run(url, args, args.oracle, args.noise)]
         if not args.skip_control:
             loops.append(loop_run(url, args, "random", 0.0))
         wall = time.monotonic() - started
         if args.screenshots:
             try:
-                screenshots(url, args.screenshots, args.chromium)
+                screenshots(url, args.screenshots, args.chromium, f"loop-{args.oracle}")
             except Exception as exc:  # the figures matter more than the pictures: report them whatever happens
                 print(f"No screenshots: {exc}", file=sys.stderr)
     report(args, loops, wall)
 
 
-def screenshots(url: str, out: Path, chromium: str) -> None:
-    """The textured taste's charts page and its last round's cockpit, as a lead sees them, saved as PNGs."""
+def screenshots(url: str, out: Path, chromium: str, slug: str) -> None:
+    """The oracle's taste's charts page and its last round's cockpit, as a lead sees them, saved as PNGs."""
     import secrets
 
     from playwright.sync_api import sync_playwright
@@ -452,7 +455,7 @@ def screenshots(url: str, out: Path, chromium: str) -> None:
 
     password = secrets.token_urlsafe(12)
     services.lead_create(username="bench-lead", password=password)
-    taste = Taste.objects.get(slug="loop-textured")
+    taste = Taste.objects.get(slug=slug)
     last = Round.objects.filter(taste=taste).order_by("-number").first()
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -545,7 +548,7 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
     ]
     if control is not None:
         print(f"\ncontrol: {sum(control_promoted)} of {len(control_promoted)} rounds promoted "
-              f"(the gate's one-sided risk is 2.5% a round; docs/evaluation.md); the textured oracle's same-seed "
+              f"(the gate's one-sided risk is 2.5% a round; docs/evaluation.md); the {args.oracle} oracle's same-seed "
               f"score of its last trained child: {child_score(control)} (target 50 +/- 10%)")
     print()
     for name, ok in targets:
