@@ -32,7 +32,7 @@ from PIL import Image as PILImage
 
 from annotate.model_licences import card_licence
 from annotate.models import Judgement, Pair, Prompt
-from trainer.pickapic import INDEX_COLUMN, SCHEMA, labels_for
+from trainer.pickapic import INDEX_COLUMN, JSONL_SCHEMA, SCHEMA, card_features, labels_for
 
 ROW_GROUP = 256  # rows per parquet row group: memory stays flat whatever the export's size
 Progress = Callable[[int, int], None]
@@ -503,6 +503,8 @@ def _write_card(paths: ExportPaths, options: ExportOptions, summary: ExportSumma
         # As the Hub writes it. `datasets` also keys its cache of a local folder on this block (not on the files),
         # so without it a folder exported again under the same name would load the old rows.
         "dataset_info": {
+            # JSON carries no types: without these, `datasets` guesses them file by file (parquet has its own).
+            **({"features": card_features(JSONL_SCHEMA)} if options.format == "jsonl" else {}),
             "splits": [
                 {"name": split, "num_bytes": summary.split_bytes[split], "num_examples": summary.split_rows[split]}
                 for split in files

@@ -88,6 +88,27 @@ def test_a_dataset_folder_loads_with_datasets_load_dataset(taste, tmp_path, caps
     assert set(dataset["train"]["label_0"]) <= {0.0, 1.0}
 
 
+def test_a_jsonl_folder_whose_train_rows_carry_no_flags_loads_its_flagged_validation_row(taste, tmp_path, capsys):
+    """JSON has no types: `datasets` took them from the train file, where empty flag lists read as lists of nulls,
+    and could not load a validation row with a flag (a CI failure, by the coin that puts image A left or right).
+    The card declares the columns' types."""
+    from datasets import load_dataset
+
+    from annotate.models import Judgement
+
+    judged_world(taste)
+    first = tmp_path / "first"
+    assert run_cli(capsys, "export_preferences", "--out", f"{first}/", "--format", "jsonl")[0] == 0
+    (held_out,) = {json.loads(line)["caption"] for line in (first / "data" / "validation.jsonl").read_text().splitlines()}
+    Judgement.objects.update(flags_a=[], flags_b=[])
+    Judgement.objects.filter(pair__prompt__text=held_out).update(flags_b=["artifacts"])
+    folder = tmp_path / "flagged"
+    assert run_cli(capsys, "export_preferences", "--out", f"{folder}/", "--format", "jsonl")[0] == 0
+    dataset = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    assert dataset["validation"]["flags_1"] == [["artifacts"]] and dataset["train"]["flags_1"] == [[], [], []]
+    assert dataset["train"].features["flags_1"].feature.dtype == "string"
+
+
 @pytest.mark.parametrize("extra", [[], ["--overwrite"]], ids=["plain", "overwrite"])
 def test_a_readme_chisel_did_not_write_is_never_overwritten(taste, tmp_path, capsys, extra):
     judged_world(taste)

@@ -57,6 +57,28 @@ REQUIRED_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0")
 LABELS = (0.0, 0.5, 1.0)
 
 
+# The JSONL export's rows: the schema's columns without the image bytes, the images as file names beside the rows,
+# and created_at as ISO text.
+JSONL_SCHEMA = pa.schema(
+    [field.with_type(pa.string()) if field.name == "created_at" else field
+     for field in SCHEMA if field.name not in ("jpg_0", "jpg_1")]
+    + [pa.field("image_0_file", pa.string()), pa.field("image_1_file", pa.string())]
+)
+
+
+def card_features(schema: pa.Schema) -> list[dict]:
+    """The columns as a dataset card's `dataset_info.features` (the Hub's YAML), so that `datasets` reads every
+    split with these types instead of guessing them file by file (a split whose rows all have empty flags would
+    otherwise read as lists of nulls, and a later split with flags would fail to load)."""
+    def dtype(kind: pa.DataType) -> str:
+        if pa.types.is_boolean(kind):
+            return "bool"
+        return f"float{kind.bit_width}" if pa.types.is_floating(kind) else str(kind)
+
+    return [{"name": field.name, "list": dtype(field.type.value_type)} if pa.types.is_list(field.type)
+            else {"name": field.name, "dtype": dtype(field.type)} for field in schema]
+
+
 def labels_for(choice: str) -> tuple[float, float]:
     """(label_0, label_1) for a verdict relative to images 0 (A) and 1 (B)."""
     return {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5)}[choice]
