@@ -43,9 +43,9 @@ work; `--database-url …/chisel_bench_loop_h2`): every target met.
 same-seed 100%, independent seeds 70.8% (target 80%: not met), adherence 100 → 97.9%; rounds 1 and 2 promoted
 (eval wins 0.948, 0.917; measured against the base 0.948, 0.969), round 3 rejected (0.573). The control promoted
 no round (wins 0.55, 0.53, 0.53) but the dark oracle prefers its last trained child on 98.8% of seeds (target
-50 ± 10%: not met): training on random labels darkens this toy model by itself (the winner term pulls towards the
-sampled images, darker on average than the base's draws at its sampling settings), so "darker" is partly a drift
-of training, not of the labels. The textured control showed the same once (97.1% above). The SD defaults are thus
+50 ± 10%: not met): training on random labels darkens this toy model by itself, so "darker" is partly a drift of
+training, not of the labels (why is not yet measured; the winner term, λ 50, pulling towards the sampled images is
+the first suspect). The textured control showed the same once (97.1% above). The SD defaults are thus
 not oracle-neutral yet; FLUX runs for either oracle are still to do.
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
