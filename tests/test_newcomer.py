@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from sampler.toy.defaults import TRAINING
@@ -152,7 +153,10 @@ def test_a_newcomer_walks_the_readme_on_the_demo(demo, browser):
     # Watch it decide on the cockpit.
     out = simulate_until_decided(demo)
     assert "round 2 done" in out, out
-    lead.reload()
+    try:
+        lead.reload()
+    except PlaywrightError:  # the cockpit reloaded itself on the round's state change at the same moment
+        lead.wait_for_load_state()
     expect(lead.locator("#cockpit")).to_contain_text("Promoted" if decision(demo, 2)["promote"] else "Rejected")
     expect(lead.locator("#cockpit h2")).to_contain_text("done")
 
