@@ -77,9 +77,14 @@ def test_two_camps_are_separated_and_careless_annotators_flagged(taste):
     blue_camps = {rows[f"blue-{i}"]["camp"] for i in range(3)}
     assert len(red_camps) == 1 and len(blue_camps) == 1 and red_camps != blue_camps
     assert stats["camps"]["across_agreement"] < 0.5 < stats["camps"]["within_agreement"]
-    for name in [f"red-{i}" for i in range(3)] + [f"blue-{i}" for i in range(3)]:
-        assert rows[name]["flags"] == [], (name, rows[name])
+    honest = [f"red-{i}" for i in range(3)] + [f"blue-{i}" for i in range(3)]
+    for name in honest:
+        # The server's coin puts the image they pick on the left: at 40 answers, 9 or fewer (or 31 or more) lefts
+        # happen about once in a thousand, the position-bias flag's own false alarm (p < 0.001). Nothing else may
+        # flag them.
+        assert set(rows[name]["flags"]) <= {"position bias"}, (name, rows[name])
         assert rows[name]["camp_agreement"] > 0.7
+    assert sum("position bias" in rows[name]["flags"] for name in honest) <= 1
     assert "agreement" in rows["coin-0"]["flags"]
     left = rows["always_left-0"]
     assert left["left_share"] == 1.0 and left["longest_streak"] == left["judged"]
