@@ -268,6 +268,7 @@ CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)
 # Celery: Redis in production and tests; the demo uses the file-system transport under var/.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "chisel.fs_broker:Transport"  # kombu's, with messages written atomically
     _queue_dir = env.path("CELERY_FS_DIR", default=BASE_DIR / "var" / "celery")
     for _sub in ("queue", "processed", "control"):
         (Path(_queue_dir) / _sub).mkdir(parents=True, exist_ok=True)
