@@ -80,7 +80,8 @@ def test_demo_serves_the_api_and_its_worker_reaps_leases(demo_env, tmp_path):
         alice = log_in(base, "alice", logins["alice"])
         # With the toy model built, the worker samples the demo's pairs first; drawn pairs are there at once.
         first = wait_until(
-            lambda: (r := alice.get("/api/v1/assignments/next/", params={"taste": "demo"})).status_code == 200 and r,
+            lambda: _worker_alive(worker, tmp_path / "demo.log")
+            and (r := alice.get("/api/v1/assignments/next/", params={"taste": "demo"})).status_code == 200 and r,
             timeout=180, interval=1, what="the demo's first pair",
         )
         (item,) = first.json()
@@ -105,6 +106,14 @@ def test_demo_serves_the_api_and_its_worker_reaps_leases(demo_env, tmp_path):
         stop(worker)
         log.close()
         print((tmp_path / "demo.log").read_text()[-4000:])
+
+
+def _worker_alive(worker: subprocess.Popen, log_path) -> bool:
+    """True while the worker runs; else fails at once, with the log's last error line (CI shows only that line)."""
+    if worker.poll() is None:
+        return True
+    errors = [line for line in log_path.read_text().splitlines() if "Error" in line] or ["(no error line)"]
+    raise AssertionError(f"the demo worker exited with {worker.returncode}: {errors[-1][:300]}")
 
 
 def _answers(base: str) -> bool:
