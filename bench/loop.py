@@ -208,6 +208,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", choices=("last", "best"), default=None, help="which adapter a round keeps")
     parser.add_argument("--sft-weight", type=float, default=None, help="λ of the DPO loss's winner term")
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
+    parser.add_argument("--flow-errors", choices=("velocity", "epsilon"), default=None,
+                        help="which errors FLUX's DPO compares (trainer/config.py flow_errors)")
     parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
     parser.add_argument("--skip-control", action="store_true")
     parser.add_argument("--only-control", action="store_true", help="run the random control alone")
@@ -494,7 +496,7 @@ def training_settings(args) -> dict:
     chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "keep": args.keep, "lr_schedule": args.lr_schedule,
-              "warmup_steps": args.warmup}
+              "warmup_steps": args.warmup, "flow_errors": args.flow_errors}
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 

@@ -57,6 +57,27 @@ def test_errors_and_flow_matching_inputs():
     assert 0 < sigmas.min() and sigmas.max() < 1 and abs(sigmas.median().item() - 0.5) < 0.05
 
 
+def test_epsilon_flow_errors_are_the_errors_of_the_implied_noise_prediction():
+    """x_t = (1 − σ)·x0 + σ·ε and ε̂ = x_t + (1 − σ)·v̂: the noise error is (1 − σ) times the velocity error."""
+    from types import SimpleNamespace
+
+    from trainer.families import FluxFamily
+
+    generator = torch.Generator().manual_seed(1)
+    x0, noise, velocity = (torch.randn(3, 4, 2, 2, generator=generator) for _ in range(3))
+    sigmas = torch.tensor([0.1, 0.5, 0.9])
+    noisy, target = flow_matching_inputs(x0, noise, sigmas)
+    noise_prediction = noisy + (1 - sigmas.view(-1, 1, 1, 1)) * velocity
+    pipeline = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(guidance_embeds=True)))
+    family = FluxFamily(pipeline, max_sequence_length=None, logit_mean=0, logit_std=1, flow_errors="epsilon")
+    weighted = per_sample_error(velocity, target) * family.error_weights(sigmas)
+    assert torch.allclose(weighted, per_sample_error(noise_prediction, noise), rtol=1e-5)
+    velocity_family = FluxFamily(pipeline, max_sequence_length=None, logit_mean=0, logit_std=1)
+    assert velocity_family.error_weights(sigmas) is None
+    with pytest.raises(ValueError, match="flow_errors must be"):
+        TrainConfig.from_dict({"flow_errors": "x0"})
+
+
 def test_config_from_yaml_and_family_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("beta: 4000\nsteps: 10\nreference: base\n")

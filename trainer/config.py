@@ -41,6 +41,9 @@ class TrainConfig:
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
     logit_std: float = 1.0
     guidance: float = 3.5  # guidance-distilled FLUX: used where the dataset does not say
+    # Flow matching: "velocity" compares velocity errors (as FLUX was trained and as Flow-DPO does); "epsilon"
+    # compares the errors of the implied noise prediction, (1 − σ)² times smaller, as ε-prediction Diffusion-DPO does
+    flow_errors: str = "velocity"
     max_sequence_length: int | None = None  # FLUX T5 length (None: 512)
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
@@ -71,6 +74,8 @@ class TrainConfig:
     def check(self) -> None:
         if self.reference not in ("parent", "base"):
             raise ValueError(f"reference must be 'parent' or 'base', not {self.reference!r}.")
+        if self.flow_errors not in ("velocity", "epsilon"):
+            raise ValueError(f"flow_errors must be 'velocity' or 'epsilon', not {self.flow_errors!r}.")
         for name in ("steps", "batch_size", "gradient_accumulation", "rank", "checkpoint_every", "keep_states"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1.")

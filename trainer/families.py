@@ -23,11 +23,13 @@ class FluxFamily:
 
     kind = "flux"
 
-    def __init__(self, pipeline, *, max_sequence_length: int | None, logit_mean: float, logit_std: float) -> None:
+    def __init__(self, pipeline, *, max_sequence_length: int | None, logit_mean: float, logit_std: float,
+                 flow_errors: str = "velocity") -> None:
         self.pipeline = pipeline
         self.denoiser = pipeline.transformer
         self.max_sequence_length = max_sequence_length or 512
         self.logit_mean, self.logit_std = logit_mean, logit_std
+        self.flow_errors = flow_errors
         self.uses_guidance = bool(self.denoiser.config.guidance_embeds)
 
     @torch.no_grad()
@@ -51,6 +53,11 @@ class FluxFamily:
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The noisy latents and the training target."""
         return flow_matching_inputs(x0, noise, t)
+
+    def error_weights(self, sigmas: torch.Tensor) -> torch.Tensor | None:
+        """What each pair's velocity errors are multiplied by before DPO compares them: None (velocity errors), or
+        (1 − σ)², which turns them into errors of the implied noise prediction ε̂ = x_t + (1 − σ)·v̂."""
+        return (1 - sigmas).pow(2) if self.flow_errors == "epsilon" else None
 
     def predict(self, noisy: torch.Tensor, sigmas: torch.Tensor, text: dict, guidance: torch.Tensor) -> torch.Tensor:
         """The velocity prediction, unpacked back to (B, C, h, w) so it compares with the target directly."""
@@ -100,6 +107,10 @@ class StableDiffusionFamily:
 
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return diffusion_inputs(self.scheduler, x0, noise, t)
+
+    def error_weights(self, timesteps: torch.Tensor) -> None:
+        """The UNet's own errors (ε or v) are compared as they are."""
+        return None
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: dict, guidance: torch.Tensor) -> torch.Tensor:
         dtype = self.denoiser.dtype

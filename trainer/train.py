@@ -199,7 +199,8 @@ def _load(base: Path, family_name: str, config: TrainConfig, accelerator):
     pipeline = DiffusionPipeline.from_pretrained(base, dtype=dtype).to(accelerator.device)
     pipeline.set_progress_bar_config(disable=True)
     family = FAMILIES[family_name](pipeline, max_sequence_length=config.max_sequence_length,
-                                   logit_mean=config.logit_mean, logit_std=config.logit_std)
+                                   logit_mean=config.logit_mean, logit_std=config.logit_std,
+                                   flow_errors=config.flow_errors)
     return pipeline, family
 
 
@@ -308,6 +309,9 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
         finally:
             model.enable_adapters()
     policy_err, ref_err = per_sample_error(policy, target), per_sample_error(reference, target)  # (2B,)
+    weights = family.error_weights(t)
+    if weights is not None:
+        policy_err, ref_err = policy_err * weights, ref_err * weights
     half = batch.winners.shape[0]
     errors = {"policy_err_w": policy_err[:half], "policy_err_l": policy_err[half:],
               "ref_err_w": ref_err[:half], "ref_err_l": ref_err[half:]}
