@@ -145,7 +145,7 @@ def _reasons(round_: Round, progress: dict, leases: list[dict], jobs: list[dict]
 
 def _open_slots(round_: Round, progress: dict) -> tuple[str, int]:
     """How many judgements annotators can still be handed (open slots of sampled pairs, pairs still to sample)."""
-    free = sum(o - a for o, a in Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN)
+    free = sum(o - a for o, a in Pair.objects.filter(round=round_, kind=Pair.Kind.TRAIN, held_back=False)
                .values_list("overlap", "assigned_count"))
     unsampled = max(0, progress["sampling"]["total"] - progress["sampling"]["done"])
     parts = [f"{free} open to annotators now"] + ([f"{_plural(unsampled, 'pair')} still to sample"] if unsampled else [])

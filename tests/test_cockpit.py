@@ -74,6 +74,18 @@ def test_a_round_held_by_one_lease_says_so(lead_browser, taste):
     assert "nothing but these leases can bring the missing labels" in page
 
 
+def test_pairs_held_back_for_the_evaluation_are_not_counted_as_open(lead_browser, taste):
+    """Held-back train pairs are handed out only once the round evaluates: they cannot bring the missing labels."""
+    round_ = make_round(taste, pairs=3, overlap=2)
+    Round.objects.filter(pk=round_.pk).update(label_quota=2, pair_quota=1)
+    Pair.objects.filter(pk__in=list(round_.pairs.order_by("pk").values_list("pk", flat=True))[1:]).update(held_back=True)
+    judge(make_annotator(taste, "working"), taste, 1)
+    services.assignment_claim(annotator=make_annotator(taste, "closed-tab"), taste=taste, count=1)
+    page = lead_browser.get(f"/admin/annotate/round/{round_.pk}/change/").content.decode()
+    assert "1 more train label (1 of 2 in); 0 open to annotators now" in page
+    assert "nothing but these leases can bring the missing labels" in page
+
+
 def test_release_stale_leases_hands_back_only_the_idle_ones_once(lead, held_round):
     round_, lease, active = held_round
     browser = csrf_browser(lead)
