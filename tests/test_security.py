@@ -52,6 +52,7 @@ def test_wrong_passwords_lock_the_user_out_with_a_page_until_axes_reset(fast_log
     locked = post_login(Client(REMOTE_ADDR=an_address()), path, user.username, password)
     assert locked.status_code == 429
     assert b"Too many login attempts" in locked.content and b"axes_reset" in locked.content
+    assert b"for 30 minutes." in locked.content  # the cool-off in words, not as ISO 8601 ("PT30M")
     call_command("axes_reset", verbosity=0)
     assert post_login(Client(REMOTE_ADDR=an_address()), path, user.username, password).status_code == 302
 
