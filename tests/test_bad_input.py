@@ -37,6 +37,13 @@ def test_a_path_that_matches_no_route_is_a_json_404(lead, path):
     assert answer.status_code == 404 and answer.json()["code"] == "not_found"
 
 
+def test_a_path_that_matches_no_route_is_a_json_404_with_debug_on_too(settings, lead):
+    settings.DEBUG = True  # the demo's .env: Django would answer with its HTML debug page
+    answer = client_for(lead).get("/api/v1/rounds/abc/")
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert client_for(lead).get("/api/v1/rounds/").status_code == 200
+
+
 def test_drf_errors_carry_a_code_like_domain_errors(taste, annotator):
     assert Client().get("/api/v1/me/").json()["code"] == "not_authenticated"
     assert client_for(annotator).get("/api/v1/rounds/").json()["code"] == "permission_denied"
