@@ -147,6 +147,15 @@ def test_until_decided_needs_a_round_under_way(live_server):
     assert simulators() == []
 
 
+def test_until_decided_takes_the_round_under_way_not_an_imported_one_after_it(taste):
+    from annotate.management.commands.simulate_annotators import round_under_way
+    from tests.conftest import make_round
+
+    running = make_round(taste, pairs=1)
+    make_round(taste, pairs=1, state=Round.State.DONE)  # import_preferences makes a round, done at once
+    assert round_under_way(taste) == running
+
+
 class Beat:
     """The demo's beat (advance_rounds every half second) in a thread, for the test's worker runs none."""
 

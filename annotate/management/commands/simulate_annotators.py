@@ -133,8 +133,10 @@ class Command(BaseCommand):
 
 
 def round_under_way(taste: Taste) -> Round:
-    """The taste's latest round, which must be sampling, annotating, training or evaluating."""
-    round_ = taste.rounds.order_by("-number").first()
+    """The taste's newest round that is sampling, annotating, training or evaluating (an import's round, done at
+    once, may be numbered after it); else a refusal naming the latest round's state."""
+    round_ = taste.rounds.filter(state__in=UNDER_WAY).order_by("-number").first() or \
+        taste.rounds.order_by("-number").first()
     if round_ is None:
         raise CommandError(f"Taste '{taste.slug}' has no round to decide: launch one (manage.py launch_round).")
     if round_.state not in UNDER_WAY:
