@@ -154,7 +154,11 @@ def _prompts(settings: LaunchSettings, *, taste: Taste) -> tuple[list[int], list
     back for a launched round."""
     ids = set(settings.prompt_ids)
     if settings.tags:
-        ids |= set(prompt_ids_tagged(settings.tags))
+        tagged = set(prompt_ids_tagged(settings.tags))
+        if not tagged:
+            raise DomainError(f"No prompt carries all of the tags {', '.join(settings.tags)}: tag prompts in the "
+                              "admin's Prompts, choose other tags, or give the prompts themselves (--prompts).")
+        ids |= tagged
     texts = [text.strip() for text in settings.prompt_texts if text.strip()]
     if too_long := [text for text in texts if len(text) > Prompt.MAX_CHARS]:
         raise DomainError(f"{len(too_long)} prompts are longer than {Prompt.MAX_CHARS} characters, e.g. "

@@ -71,7 +71,8 @@ class RoundCockpit:
         ]
 
     def add_view(self, request, form_url="", extra_context=None):
-        return redirect("admin:annotate_round_launch")
+        launch = reverse("admin:annotate_round_launch")  # ?taste=… chooses the taste there too
+        return redirect(f"{launch}?{request.GET.urlencode()}" if request.GET else launch)
 
     def launch_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):

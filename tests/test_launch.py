@@ -62,6 +62,7 @@ def test_a_launch_splits_the_prompts_and_starts_sampling(ready_taste):
         ({"training": {"learning_rte": 1}}, "Unknown training settings"),
         ({"sampling": {"stpes": 4}}, "Unknown sampling settings"),
         ({"prompt_ids": [999999]}, "Unknown prompt ids"),
+        ({"tags": ["no-such-tag"]}, "No prompt carries all of the tags no-such-tag"),
         ({"training": {"learning_rate": 1e9}}, "learning rate 1000000000.0 is out of bounds"),
         ({"training": {"beta": 1e12}}, "DPO β 1000000000000.0 is out of bounds"),
         ({"training": {"steps": 100_000_000}}, "training steps 100000000 is out of bounds"),
@@ -92,6 +93,8 @@ def test_the_admin_launch_form_creates_a_round_or_shows_the_error(lead_browser, 
     page = lead_browser.get("/admin/annotate/round/launch/")
     assert page.status_code == 200 and b"Launch round" in page.content
     assert lead_browser.get("/admin/annotate/round/add/").url.endswith("/admin/annotate/round/launch/")
+    assert lead_browser.get(f"/admin/annotate/round/add/?taste={ready_taste.slug}").url.endswith(
+        f"/admin/annotate/round/launch/?taste={ready_taste.slug}")
     form = {"taste": ready_taste.slug, "heldout_share": 0.2, "pair_quota": 10, "label_quota": 20, "overlap": 2,
             "eval_pair_quota": 8, "reference": "parent", "promotion_threshold": 0.5, "rail__adherence": "on",
             "rail__adherence__max_drop": 0.05, "auto_advance": "on"}
