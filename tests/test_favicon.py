@@ -30,3 +30,8 @@ def test_the_favicon_is_served_as_svg(live_server):
     response = httpx.get(f"{live_server.url}/static/frontend/favicon.svg")
     assert response.status_code == 200 and response.headers["content-type"] == "image/svg+xml"
     assert ET.fromstring(response.content).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_favicon_ico_is_sent_to_the_svg(client):
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301 and answer["Location"] == "/static/frontend/favicon.svg"

@@ -86,5 +86,5 @@ class Command(BaseCommand):
             f"(ties dropped: {summary.ties_dropped}, ties kept: {summary.ties_kept}, "
             f"both-bad skipped: {summary.both_bad_skipped}); card: {summary.card}"
         )
-        if fields["ties"] == "keep":
+        if fields["ties"] == "keep" and summary.ties_kept:
             self.stderr.write(TIES_WARNING.format(n=summary.ties_kept))
