@@ -266,7 +266,8 @@ CHISEL_LEASE = timedelta(seconds=env.int("CHISEL_LEASE_SECONDS", default=600))
 CHISEL_MAX_PREFETCH = env.int("CHISEL_MAX_PREFETCH", default=10)
 
 # Celery: Redis in production and tests; the demo uses the file-system transport under var/.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# The default names a host only so that kombu does not warn "No hostname was supplied" on every message sent.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "chisel.fs_broker:Transport"  # kombu's, with messages written atomically
     _queue_dir = env.path("CELERY_FS_DIR", default=BASE_DIR / "var" / "celery")
