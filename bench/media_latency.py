@@ -3,7 +3,9 @@
 Builds a throw-away database (its name must contain "bench"), seeds a taste with `--pairs` pairs whose
 images are distinct files (plus a second taste, so the image check has rows to skip), then one annotator
 loops next → left image → right image → judgement `--judgements` times through Django's test client
-(no network: the figures are the server's own cost). Prints p50/p99 in milliseconds per call.
+(no network: the figures are the server's own cost). Prints p50/p99 in milliseconds per call. Each image is also
+fetched a second time with the access check (`annotate.access.access_image_file`) switched off, `image_unchecked`:
+the check's own cost is the difference.
 
 With CHISEL_STORAGE=s3 (and the CHISEL_S3_* settings, docs/deploy.md) the images are objects in the bucket, served
 through the app as in production; the run then also times the alternative it does not use: signing two presigned
@@ -84,7 +86,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     token = seed(args.pairs)
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
-    timings: dict[str, list[float]] = {"next": [], "image": [], "judgement": []}
+    timings: dict[str, list[float]] = {"next": [], "image": [], "image_unchecked": [], "judgement": []}
+    from annotate import views
+
+    checked = views.access_image_file
     presigned = None
     if os.environ.get("CHISEL_STORAGE") == "s3":
         from django.conf import settings
@@ -104,6 +109,12 @@ def main() -> None:
             timings["image"].append(time.perf_counter() - start)
             assert image.status_code == 200, image.status_code
             b"".join(image.streaming_content)
+            views.access_image_file = lambda **_: True  # what serving an image cost before the check
+            start = time.perf_counter()
+            unchecked = client.get(assignment[side]["url"])
+            b"".join(unchecked.streaming_content)
+            timings["image_unchecked"].append(time.perf_counter() - start)
+            views.access_image_file = checked
             if presigned is not None:
                 name = assignment[side]["url"].removeprefix("/media/")
                 start = time.perf_counter()
@@ -122,7 +133,7 @@ def main() -> None:
     figures = {name: {"p50_ms": round(1000 * statistics.median(v), 2), "p99_ms": round(1000 * percentile(v, 0.99), 2),
                       "calls": len(v)} for name, v in timings.items()}
     for name, figure in figures.items():
-        print(f"{name:10s} p50 {figure['p50_ms']:7.2f} ms   p99 {figure['p99_ms']:7.2f} ms   ({figure['calls']} calls)")
+        print(f"{name:15s} p50 {figure['p50_ms']:7.2f} ms   p99 {figure['p99_ms']:7.2f} ms   ({figure['calls']} calls)")
     print(json.dumps(figures))
 
 
