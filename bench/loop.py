@@ -43,10 +43,11 @@ work; `--database-url …/chisel_bench_loop_h2`): every target met.
 same-seed 100%, independent seeds 70.8% (target 80%: not met), adherence 100 → 97.9%; rounds 1 and 2 promoted
 (eval wins 0.948, 0.917; measured against the base 0.948, 0.969), round 3 rejected (0.573). The control promoted
 no round (wins 0.55, 0.53, 0.53) but the dark oracle prefers its last trained child on 98.8% of seeds (target
-50 ± 10%: not met): training on random labels darkens this toy model by itself, so "darker" is partly a drift of
-training, not of the labels (why is not yet measured; the winner term, λ 50, pulling towards the sampled images is
-the first suspect). The textured control showed the same once (97.1% above). The SD defaults are thus
-not oracle-neutral yet. The FLUX runs of both oracles are in the FLUX block below.
+50 ± 10%: not met). A second control run (`--oracle dark --only-control`, 3.9 min) scored 31.7%: its children moved
+brightness by −1.5%, −1.3%, +0.4% (their `ai_look` figures), and the dark oracle, reading the mean of the whole
+image with a 0.001 tie margin, sees a move that small on most seeds. On independent seeds it scored 47.5%. The
+random-label drift is small and of either sign; the same-seed control figure magnifies it for a continuous oracle
+(docs/training.md). The FLUX runs of both oracles are in the FLUX block below.
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
 lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
