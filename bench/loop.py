@@ -120,7 +120,8 @@ Each epsilon round won its eval pairs more (0.96, 0.91, 0.95) and lost more capt
 low-frequency, is learned across seeds by the same defaults that reach 52-68% for `textured`. The toy FLUX base draws
 the world's own mix of backgrounds (36.7% flat; the world paints 35%), the SD base 71%: a child that only drops flat
 backgrounds wins 0.367 + 0.633 / 2 = 68% of independent seeds on FLUX, 85.5% on SD, so on FLUX the 80% target asks
-for textures stronger than the world's, which this toy model draws at the cost of its shapes (docs/training.md).
+for textures stronger than the base's textured ones on most seeds (the strong end of the world's range), which this
+toy model draws at the cost of its shapes (docs/training.md).
 
 Before issue 17, on `models/toy-flux` (`--model models/toy-flux`; 3 held-out captions: its base draws 42% flat
 backgrounds, 83% of captions right):
