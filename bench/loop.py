@@ -113,8 +113,13 @@ their captions right), one run each, 4.5-7.3 min on 2 cores; docs/training.md re
     flow_errors epsilon ((1 − σ)² weights)  50.0%   45.0%   36.7→40.4%  92.5→91.2%    none      adherence −7, −23, −20
     parent, winner term λ 50 (SD recipe)   78.3%   52.5%   36.7→25.4%  92.5→86.7%    2         1, 3: adherence −6.2, −7.3
     parent, winner term λ 200              73.8%   51.2%   36.7→25.4%  92.5→87.5%    1, 2      3: adherence −6.2
+    attention + feed-forward targets ⁶     50.0%   45.0%   36.7→40.4%  92.5→91.2%    none      adherence −9, −29, −10
+    the same, parent, λ 50                 69.2%   45.8%   36.7→31.2%  92.5→84.2%    2         1, 3: adherence −7.3, −4.2
     --oracle dark, defaults                100%    83.3%   36.7→38.3%  92.5→86.7%    2, 3      1: adherence −12.5
       its random control                   50.0%   (last trained child 34.6% for dark)  none      win rate
+
+⁶ `--targets to_q to_k to_v to_out.0 ff.net.0.proj ff.net.2 proj_mlp proj_out` (the single blocks' MLP and the
+output projection too): more capacity, more shapes lost.
 
 Each epsilon round won its eval pairs more (0.96, 0.91, 0.95) and lost more captions; the `dark` taste, global and
 low-frequency, is learned across seeds by the same defaults that reach 52-68% for `textured`. The toy FLUX base draws
