@@ -207,6 +207,7 @@ class LoopResult:
     # did to the model before the promotion gate had its say (the final checkpoint is the last promoted one).
     child_same_seed_win_rate: float | None  # None when no round trained a child
     wall_s: float
+    child_independent_seed_win_rate: float | None = None  # the same child on independent seeds
 
 
 def parse_args() -> argparse.Namespace:
@@ -390,10 +391,13 @@ def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, chil
     def adherent(batch):  # batches hold one image per prompt, or two (same and independent seeds)
         return sum(adherence(image, prompt) for image, prompt in zip(batch, prompts * 2, strict=False)) / len(batch)
 
-    same_seed = win_rate(final, base)
+    same_seed, independent_seed = win_rate(final, base), win_rate(independent, base)
+    independent_seeds = [INDEPENDENT_SEEDS + i for i in range(len(prompts))]
     return {
-        "same_seed_win_rate": same_seed, "independent_seed_win_rate": win_rate(independent, base),
+        "same_seed_win_rate": same_seed, "independent_seed_win_rate": independent_seed,
         "child_same_seed_win_rate": win_rate(images(child_spec, same), base) if child_spec else same_seed,
+        "child_independent_seed_win_rate":
+            win_rate(images(child_spec, independent_seeds), base) if child_spec else independent_seed,
         "flat_share_base": flat(base), "flat_share_final": flat(final + independent),
         "adherence_base": adherent(base), "adherence_final": adherent(final + independent),
     }
@@ -429,7 +433,7 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
         child = checkpoint_spec(Checkpoint.objects.get(pk=last_child))
     figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, child_spec=child)
     if last_child is None:  # no round trained a child: nothing to score (the base against itself is 50%)
-        figures["child_same_seed_win_rate"] = None
+        figures["child_same_seed_win_rate"] = figures["child_independent_seed_win_rate"] = None
     cumulative_against_base(taste, results)
     return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
 
@@ -525,8 +529,9 @@ def training_settings(args) -> dict:
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 
-def child_score(result: LoopResult) -> str:
-    return "—" if result.child_same_seed_win_rate is None else f"{result.child_same_seed_win_rate:.1%}"
+def child_score(result: LoopResult, independent: bool = False) -> str:
+    score = result.child_independent_seed_win_rate if independent else result.child_same_seed_win_rate
+    return "—" if score is None else f"{score:.1%}"
 
 
 def report(args, loops: list[LoopResult], wall: float) -> None:
@@ -562,6 +567,8 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         # of the last child the random labels trained (promoted or not), which should stay near 50%.
         "control_promoted_share": sum(control_promoted) / len(control_promoted) if control_promoted else None,
         "control_child_same_seed_win_rate": control.child_same_seed_win_rate if control else None,
+        # On independent seeds: for a continuous oracle (dark) the same-seed figure magnifies a drift of 1%.
+        "control_child_independent_seed_win_rate": control.child_independent_seed_win_rate if control else None,
         # Each round's child against the base, measured head-to-head (decision["cumulative"]), and as implied by
         # Bradley–Terry strengths over every eval and child-vs-base judgement of the taste.
         "cumulative_vs_base": [r.get("cumulative") for r in main_loop.rounds] if main_loop else None,
@@ -585,7 +592,8 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
     if control is not None:
         print(f"\ncontrol: {sum(control_promoted)} of {len(control_promoted)} rounds promoted "
               f"(the gate's one-sided risk is 2.5% a round; docs/evaluation.md); the {args.oracle} oracle's same-seed "
-              f"score of its last trained child: {child_score(control)} (target 50 +/- 10%)")
+              f"score of its last trained child: {child_score(control)} (target 50 +/- 10%); on independent seeds: "
+              f"{child_score(control, independent=True)}")
     print()
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
