@@ -43,11 +43,11 @@ work; `--database-url …/chisel_bench_loop_h2`): every target met.
 same-seed 100%, independent seeds 70.8% (target 80%: not met), adherence 100 → 97.9%; rounds 1 and 2 promoted
 (eval wins 0.948, 0.917; measured against the base 0.948, 0.969), round 3 rejected (0.573). The control promoted
 no round (wins 0.55, 0.53, 0.53) but the dark oracle prefers its last trained child on 98.8% of seeds (target
-50 ± 10%: not met). A second control run (`--oracle dark --only-control`, 3.9 min) scored 31.7%: its children moved
-brightness by −1.5%, −1.3%, +0.4% (their `ai_look` figures), and the dark oracle, reading the mean of the whole
-image with a 0.001 tie margin, sees a move that small on most seeds. On independent seeds it scored 47.5%. The
-random-label drift is small and of either sign; the same-seed control figure magnifies it for a continuous oracle
-(docs/training.md). The FLUX runs of both oracles are in the FLUX block below.
+50 ± 10%: not met). Two more control runs (`--oracle dark --only-control`, 3-4 min) scored 31.7% and 54.6%: their
+children moved brightness by −1.5%, −1.3%, +0.4% and by −0.2%, −0.5%, −0.0% (their `ai_look` figures), and the dark
+oracle, reading the mean of the whole image with a 0.001 tie margin, sees a move that small on most seeds. On
+independent seeds (now printed beside it) the last one's child scored 48.8%. The random-label drift is small and of
+either sign; the same-seed control figure magnifies it for a continuous oracle (docs/training.md). The FLUX runs of both oracles are in the FLUX block below.
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
 lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
@@ -117,6 +117,7 @@ their captions right), one run each, 4.5-7.3 min on 2 cores; docs/training.md re
     the same, parent, λ 50                 69.2%   45.8%   36.7→31.2%  92.5→84.2%    2         1, 3: adherence −7.3, −4.2
     --oracle dark, defaults                100%    83.3%   36.7→38.3%  92.5→86.7%    2, 3      1: adherence −12.5
       its random control                   50.0%   (last trained child 34.6% for dark)  none      win rate
+      a second control alone               last trained child 8.8% same-seed, 45.0% independent; brightness −2.2, −0.8, +2.6%
 
 ⁶ `--targets to_q to_k to_v to_out.0 ff.net.0.proj ff.net.2 proj_mlp proj_out` (the single blocks' MLP and the
 output projection too): more capacity, more shapes lost.
