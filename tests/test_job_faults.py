@@ -184,7 +184,9 @@ def test_an_accelerate_launch_that_runs_past_its_timeout_is_killed(settings, mon
     monkeypatch.setenv("CHISEL_TRAIN_PROCESSES", "2")
     round_ = judged_round(TOY_FLUX, pairs=2)
     job = TrainingJob.objects.create(round=round_, config={**CONFIG, "steps": 100_000}, steps=100_000)
+    # A real dataset: with a missing one the trainer fails on its own, and on a quick machine before the deadline.
+    data = training.training_dataset_export(job=job, run_dir=tmp_path)
     started = timezone.now()
     with pytest.raises(RuntimeError, match="ran past CHISEL_TRAIN_TIMEOUT"):
-        _train(job, tmp_path / "pairs.parquet", tmp_path, tmp_path / "checkpoint", watchdog=lambda: None)
+        _train(job, data, tmp_path, tmp_path / "checkpoint", watchdog=lambda: None)
     assert (timezone.now() - started).total_seconds() < 30
