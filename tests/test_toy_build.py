@@ -27,6 +27,27 @@ def test_a_short_flux_build_saves_a_loadable_pipeline(tmp_path):
     assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
 
 
+KEPT_PARTS = ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+              "text_encoder_2/model.safetensors", "tokenizer/tokenizer.json", "tokenizer_2/tokenizer.json")
+
+
+def test_a_transformer_only_flux_build_keeps_the_vae_and_text_encoders_byte_for_byte(tmp_path):
+    recipe = pretrain.Recipe(images=64, steps=4, head_dim=16, warmup=2)
+    report = pretrain.build(tmp_path / "flux", recipe, minutes=2, autoencoder_from=TOY_MODEL)
+    assert report.transformer_steps == 4 and report.vae_steps == 0 and not report.stopped_early
+    for part in KEPT_PARTS:
+        assert (tmp_path / "flux" / part).read_bytes() == (TOY_MODEL / part).read_bytes(), part
+    transformer = "transformer/diffusion_pytorch_model.safetensors"
+    assert (tmp_path / "flux" / transformer).read_bytes() != (TOY_MODEL / transformer).read_bytes()
+    assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
+
+
+def test_a_transformer_only_build_needs_a_model_to_keep_from(tmp_path):
+    with pytest.raises(CommandError, match="builds over its VAE"):
+        call_command("toy_model", "build", "--transformer-only", "--flux-model", str(tmp_path / "missing"),
+                     "--out", str(tmp_path / "flux"))
+
+
 def test_a_short_sd_build_reuses_the_flux_models_vae_and_text_encoder(tmp_path):
     recipe = pretrain_sd.SdRecipe(images=64, steps=4, widths=(32, 64), warmup=2)
     report = pretrain_sd.build_sd(tmp_path / "sd", TOY_MODEL, recipe, minutes=2)

@@ -40,7 +40,7 @@ class Recipe:
     vae_lr: float = 2e-3
     latent_noise: float = 0.3
     latent_penalty: float = 1e-4
-    steps: int = 2_800
+    steps: int = 4_200
     batch: int = 32
     lr: float = 3e-3
     warmup: int = 100
@@ -67,14 +67,13 @@ class BuildReport:
     size_bytes: int
     scaling_factor: float
     shift_factor: float
+    reused_autoencoder: bool = False  # the VAE and text encoders came from an existing toy model
 
     @property
     def stopped_early(self) -> bool:
         recipe = self.recipe
-        return (
-            self.vae_steps < recipe["vae_crop_steps"] + recipe["vae_steps"]
-            or self.transformer_steps < recipe["steps"]
-        )
+        vae_short = not self.reused_autoencoder and self.vae_steps < recipe["vae_crop_steps"] + recipe["vae_steps"]
+        return vae_short or self.transformer_steps < recipe["steps"]
 
 
 def _seed_everything(seed: int) -> None:
@@ -170,17 +169,20 @@ def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, dead
 
 
 @torch.no_grad()
-def encode_latents(pipeline: FluxPipeline, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Posterior means of all images, normalised; sets the VAE's scaling and shift factors to match."""
+def encode_latents(pipeline: FluxPipeline, pixels: torch.Tensor, batch: int = 256, *, normalise: bool = True) -> torch.Tensor:
+    """Posterior means of all images, unit-scaled: `normalise` sets the VAE's scaling and shift factors from them
+    (a new VAE), else the VAE's own factors apply (a trained model's)."""
     chunks = [
         pipeline.vae.encode(_to_unit(pixels[i:i + batch])).latent_dist.mean
         for i in tqdm(range(0, len(pixels), batch), desc="encode", unit="batch", mininterval=1.0)
     ]
     latents = torch.cat(chunks)
-    shift, scale = latents.mean().item(), 1.0 / latents.std().item()
-    # The pipeline decodes with latents / scaling_factor + shift_factor, so these make the latents unit-scale.
-    pipeline.vae.register_to_config(scaling_factor=scale, shift_factor=shift)
-    return (latents - shift) * scale
+    if normalise:
+        # The pipeline decodes with latents / scaling_factor + shift_factor, so these make the latents unit-scale.
+        pipeline.vae.register_to_config(
+            scaling_factor=1.0 / latents.std().item(), shift_factor=latents.mean().item()
+        )
+    return (latents - pipeline.vae.config.shift_factor) * pipeline.vae.config.scaling_factor
 
 
 @torch.no_grad()
@@ -261,20 +263,34 @@ def save_atomically(pipeline: FluxPipeline, out: Path, defaults: ModelDefaults |
     return size
 
 
-def pretrain(recipe: Recipe = Recipe(), minutes: float = 11.0) -> tuple[FluxPipeline, dict]:
-    """A tiny FLUX pipeline trained on the toy world; stops early (and says so) if `minutes` run out."""
+def pretrain(
+    recipe: Recipe = Recipe(), minutes: float = 18.0, autoencoder_from: Path | None = None
+) -> tuple[FluxPipeline, dict]:
+    """A tiny FLUX pipeline trained on the toy world; stops early (and says so) if `minutes` run out.
+
+    With `autoencoder_from` (a toy FLUX folder), only the transformer is trained, over that folder's VAE and text
+    encoders, which stay byte for byte as they were (the toy SD model shares them).
+    """
     torch.set_num_threads(2)
     _seed_everything(recipe.seed)
     start = time.monotonic()
     budget = minutes * 60
     pipeline = tiny_flux(WORDS, seed=recipe.seed, head_dim=recipe.head_dim, layers=recipe.layers)
+    if autoencoder_from is not None:
+        kept = FluxPipeline.from_pretrained(autoencoder_from)
+        kept.transformer = pipeline.transformer
+        pipeline = kept
     pipeline.text_encoder.requires_grad_(False)
     pipeline.text_encoder_2.requires_grad_(False)
     pixels, labels = dataset(recipe)
 
     vae_start = time.monotonic()
-    vae_steps, vae_loss = train_vae(pipeline, pixels, recipe, deadline=start + 0.35 * budget)
-    latents = encode_latents(pipeline, pixels)
+    if autoencoder_from is None:
+        vae_steps, vae_loss = train_vae(pipeline, pixels, recipe, deadline=start + 0.35 * budget)
+    else:
+        pipeline.vae.requires_grad_(False)
+        vae_steps, vae_loss = 0, float("nan")
+    latents = encode_latents(pipeline, pixels, normalise=autoencoder_from is None)
     transformer_start = time.monotonic()
     steps, loss = train_transformer(pipeline, latents, labels, recipe, deadline=start + budget - 20)
     done = time.monotonic()
@@ -286,10 +302,12 @@ def pretrain(recipe: Recipe = Recipe(), minutes: float = 11.0) -> tuple[FluxPipe
     return pipeline, stats
 
 
-def build(out: Path, recipe: Recipe = Recipe(), minutes: float = 11.0) -> BuildReport:
+def build(
+    out: Path, recipe: Recipe = Recipe(), minutes: float = 18.0, autoencoder_from: Path | None = None
+) -> BuildReport:
     """Pretrain and save to `out` (atomically); the folder loads with `FluxPipeline.from_pretrained(out)`."""
     start = time.monotonic()
-    pipeline, stats = pretrain(recipe, minutes)
+    pipeline, stats = pretrain(recipe, minutes, autoencoder_from)
     size = save_atomically(pipeline, out, toy_defaults.model_defaults("flux"))
     return BuildReport(
         out=str(out), recipe=asdict(recipe), vae_seconds=stats["vae_seconds"], vae_loss=stats["vae_loss"],
@@ -297,4 +315,5 @@ def build(out: Path, recipe: Recipe = Recipe(), minutes: float = 11.0) -> BuildR
         transformer_loss=stats["transformer_loss"], transformer_steps=stats["transformer_steps"],
         total_seconds=time.monotonic() - start, size_bytes=size,
         scaling_factor=pipeline.vae.config.scaling_factor, shift_factor=pipeline.vae.config.shift_factor,
+        reused_autoencoder=autoencoder_from is not None,
     )
