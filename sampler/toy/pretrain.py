@@ -264,7 +264,7 @@ def save_atomically(pipeline: FluxPipeline, out: Path, defaults: ModelDefaults |
 
 
 def pretrain(
-    recipe: Recipe = Recipe(), minutes: float = 18.0, autoencoder_from: Path | None = None
+    recipe: Recipe = Recipe(), minutes: float = 20.0, autoencoder_from: Path | None = None
 ) -> tuple[FluxPipeline, dict]:
     """A tiny FLUX pipeline trained on the toy world; stops early (and says so) if `minutes` run out.
 
@@ -303,7 +303,7 @@ def pretrain(
 
 
 def build(
-    out: Path, recipe: Recipe = Recipe(), minutes: float = 18.0, autoencoder_from: Path | None = None
+    out: Path, recipe: Recipe = Recipe(), minutes: float = 20.0, autoencoder_from: Path | None = None
 ) -> BuildReport:
     """Pretrain and save to `out` (atomically); the folder loads with `FluxPipeline.from_pretrained(out)`."""
     start = time.monotonic()

@@ -24,12 +24,12 @@ class Command(BaseCommand):
         build.add_argument(
             "--transformer-only", action="store_true",
             help="FLUX: train only the transformer, over --flux-model's VAE and text encoders (kept byte for byte, "
-                 "as the toy SD model shares them); ~11 min on 2 cores, against ~16 min from scratch.",
+                 "as the toy SD model shares them); ~12 min on 2 cores, against ~16 min from scratch.",
         )
         build.add_argument("--seed", type=int, default=0)
         build.add_argument(
             "--minutes", type=float, default=None,
-            help="Hard cap on training time (default: 11 for SD, 12 for --transformer-only, 18 for FLUX from scratch); "
+            help="Hard cap on training time (default: 11 for SD, 15 for --transformer-only, 20 for FLUX from scratch); "
                  "a build that hits it stops early and is no longer reproducible.",
         )
         build.add_argument("--no-evaluate", action="store_true", help="Skip the evaluation after saving.")
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         source = options["flux_model"] if options["transformer_only"] else None
         if source is not None and not (source / "model_index.json").is_file():
             raise CommandError(f"{source} is not a diffusers model folder: --transformer-only builds over its VAE.")
-        minutes = options["minutes"] or (12.0 if source is not None else 18.0)
+        minutes = options["minutes"] or (15.0 if source is not None else 20.0)
         report = pretrain.build(out, pretrain.Recipe(seed=options["seed"]), minutes=minutes, autoencoder_from=source)
         vae = (f"VAE and text encoders kept from {source}" if source is not None else
                f"VAE {report.vae_steps} steps in {report.vae_seconds:.0f} s (loss {report.vae_loss:.4f})")
