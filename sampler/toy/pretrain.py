@@ -169,7 +169,9 @@ def train_vae(pipeline: FluxPipeline, pixels: torch.Tensor, recipe: Recipe, dead
 
 
 @torch.no_grad()
-def encode_latents(pipeline: FluxPipeline, pixels: torch.Tensor, batch: int = 256, *, normalise: bool = True) -> torch.Tensor:
+def encode_latents(
+    pipeline: FluxPipeline, pixels: torch.Tensor, batch: int = 256, *, normalise: bool = True
+) -> torch.Tensor:
     """Posterior means of all images, unit-scaled: `normalise` sets the VAE's scaling and shift factors from them
     (a new VAE), else the VAE's own factors apply (a trained model's)."""
     chunks = [
