@@ -113,6 +113,8 @@ run each, `--skip-control`, 5.5-8 min alone on 2 cores (docs/training.md, *A bet
     defaults (β 1000, lr 3e-3, base)       90.4%   68.3%   52.5→26.2%  100→100%      1, 3      2: win 0.60 vs parent
     reference parent                       94.2%   72.5%   52.5→19.6%  100→100%      1, 2      3: adherence −5.2 vs base
     parent, winner term λ 20 ⁷             85.4%   67.9%   52.5→23.8%  100→100%      1, 2, 3   (wins 0.96, 0.81, 0.82)
+    --oracle dark, defaults                100%    80.4%   52.5→60.4%  100→99.6%     1, 3      2: adherence −8.3
+      its random control                   50.0%   (last trained child 35.4% same-seed, 48.8% independent)  none
 
 ⁷ Ran beside another loop on the 2 cores (27 min).
 
