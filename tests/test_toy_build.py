@@ -42,10 +42,14 @@ def test_a_transformer_only_flux_build_keeps_the_vae_and_text_encoders_byte_for_
     assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
 
 
-def test_a_transformer_only_build_needs_a_model_to_keep_from(tmp_path):
-    with pytest.raises(CommandError, match="builds over its VAE"):
-        call_command("toy_model", "build", "--transformer-only", "--flux-model", str(tmp_path / "missing"),
+@pytest.mark.parametrize("source, says", [("missing", "is not a diffusers model folder"),
+                                          ("models/toy-sd", "is a sd model")])
+def test_a_transformer_only_build_needs_a_flux_model_to_keep_from(tmp_path, source, says):
+    folder = tmp_path / source if source == "missing" else source
+    with pytest.raises(CommandError, match=says):
+        call_command("toy_model", "build", "--transformer-only", "--flux-model", str(folder),
                      "--out", str(tmp_path / "flux"))
+    assert not (tmp_path / "flux").exists()
 
 
 def test_a_short_sd_build_reuses_the_flux_models_vae_and_text_encoder(tmp_path):

@@ -71,8 +71,8 @@ class Command(BaseCommand):
 
         out = options["out"] or Path("models/toy-flux")
         source = options["flux_model"] if options["transformer_only"] else None
-        if source is not None and not (source / "model_index.json").is_file():
-            raise CommandError(f"{source} is not a diffusers model folder: --transformer-only builds over its VAE.")
+        if source is not None:
+            self.require_flux(source)
         minutes = options["minutes"] or (15.0 if source is not None else 20.0)
         report = pretrain.build(out, pretrain.Recipe(seed=options["seed"]), minutes=minutes, autoencoder_from=source)
         vae = (f"VAE and text encoders kept from {source}" if source is not None else
@@ -85,6 +85,18 @@ class Command(BaseCommand):
         if report.stopped_early:
             self.stderr.write("The time cap stopped training early: this build is not reproducible.")
         return None if options["no_evaluate"] else out
+
+    @staticmethod
+    def require_flux(source: Path) -> None:
+        """Refuse, in one line, a folder that is not a FLUX model: --transformer-only builds over its VAE."""
+        from sampler.model_index import ModelLoadError, model_kind
+
+        try:
+            kind = model_kind(source)
+        except ModelLoadError as exc:
+            raise CommandError(f"{exc} --transformer-only builds over a FLUX toy model's VAE.") from exc
+        if kind != "flux":
+            raise CommandError(f"{source} is a {kind} model; --transformer-only builds over a FLUX toy model's VAE.")
 
     def build_sd(self, options) -> Path | None:
         from sampler.toy import pretrain_sd
