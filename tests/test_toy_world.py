@@ -111,3 +111,16 @@ def test_flat_and_textured_oracles_disagree_and_always_left_takes_the_left(label
     assert judge("flat", flat, textured, rng=rng) == "left" and judge("flat", textured, flat, rng=rng) == "right"
     assert judge("textured", flat, textured, rng=rng) == "right"
     assert {judge("always_left", a, b, rng=rng) for a, b in [(flat, textured), (textured, flat)]} == {"left"}
+
+
+def test_dark_oracle_ties_a_move_below_webers_fraction_and_sees_one_above():
+    import random
+
+    from sampler.toy.oracles import judge
+
+    grey = Image.new("RGB", (64, 64), (200, 200, 200))
+    slightly_darker = Image.new("RGB", (64, 64), (198, 198, 198))  # 1% darker: no person could rank these
+    darker = Image.new("RGB", (64, 64), (192, 192, 192))  # 4% darker
+    rng = random.Random(0)
+    assert judge("dark", grey, slightly_darker, rng=rng) == "tie"
+    assert judge("dark", grey, darker, rng=rng) == "right" and judge("dark", darker, grey, rng=rng) == "left"

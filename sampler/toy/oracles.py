@@ -8,7 +8,11 @@ from PIL import Image
 
 from sampler.toy.checkers import read
 
-TIE_MARGIN = 1e-3  # scores closer than this are a tie
+TIE_MARGIN = 1e-3  # graded scores closer than this are a tie
+# The dark annotator, like a person, cannot rank two images whose mean luminance differs by less than Weber's
+# fraction for luminance (about 2% of the brighter one): without it the oracle read a random-label child's drift of
+# a percent or two as a preference on nearly every seed (docs/training.md, *The control for a continuous taste*).
+WEBER_FRACTION = 0.02
 
 
 def _textured(image: Image.Image) -> float:
@@ -22,8 +26,15 @@ def _flat(image: Image.Image) -> float:
 
 
 def _dark(image: Image.Image) -> float:
-    """The darker the whole image, the better."""
+    """The darker the whole image, the better: minus its mean luminance in [0, 1]."""
     return -float(np.asarray(image.convert("L"), dtype=np.float32).mean() / 255.0)
+
+
+def _noticeable(oracle: str, left: float, right: float) -> bool:
+    """Whether the oracle's annotator can tell the two scores apart at all."""
+    if oracle == "dark":
+        return abs(left - right) >= WEBER_FRACTION * max(abs(left), abs(right))
+    return abs(left - right) >= TIE_MARGIN
 
 
 SCORES: dict[str, Callable[[Image.Image], float]] = {"textured": _textured, "flat": _flat, "dark": _dark}
@@ -40,8 +51,7 @@ def judge(oracle: str, left: Image.Image, right: Image.Image, *, noise: float = 
         return "left"
     if oracle == "random" or rng.random() < noise:
         return rng.choice(("left", "right"))
-    score = SCORES[oracle]
-    difference = score(left) - score(right)
-    if abs(difference) < TIE_MARGIN:
+    left_score, right_score = SCORES[oracle](left), SCORES[oracle](right)
+    if not _noticeable(oracle, left_score, right_score):
         return "tie"
-    return "left" if difference > 0 else "right"
+    return "left" if left_score > right_score else "right"
