@@ -20,7 +20,7 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 _COMMON = {"steps": 300, "batch_size": 4, "beta": 1000.0, "rank": 8, "max_sequence_length": MAX_SEQUENCE_LENGTH,
            "heldout_fraction": 0.1, "eval_every": 50}
 TRAINING = {
-    "flux": {**_COMMON, "learning_rate": 3e-3, "reference": "base"},
+    "flux": {**_COMMON, "steps": 450, "learning_rate": 3e-3, "reference": "parent"},
     "sd": {**_COMMON, "learning_rate": 3e-4, "reference": "parent", "sft_weight": 50.0},
 }
 
