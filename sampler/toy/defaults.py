@@ -11,7 +11,7 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 # How a round trains on each toy model, chosen with bench/loop.py (three rounds of 300 labels, `textured` oracle at
 # 10% noise; same-seed / independent-seed win over the base; its docstring tables every setting tried). A rank-8 LoRA
 # at β 1000, 4 pairs a step; the rest differs by family:
-# - flux: lr 3e-3 against the parent, 450 steps: 95–97.5% / 77–86% on the rebuilt toy FLUX (docs/training.md, *More
+# - flux: lr 3e-3 against the parent, 450 steps: 94.6–97.5% / 77–86% on the rebuilt toy FLUX (docs/training.md, *More
 #   steps against the parent*). Against the base, round 2 loses to its parent (the margin saturates, as on SD); a
 #   winner term (λ 2–20) with 300–1200 steps, a higher rate or 600 steps did no better.
 # - sd: lr 3e-4 against the parent, with a winner term (λ 50): 100% / 87-90% sampled at 10 steps, every round promoted
