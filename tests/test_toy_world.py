@@ -124,3 +124,9 @@ def test_dark_oracle_ties_a_move_below_webers_fraction_and_sees_one_above():
     rng = random.Random(0)
     assert judge("dark", grey, slightly_darker, rng=rng) == "tie"
     assert judge("dark", grey, darker, rng=rng) == "right" and judge("dark", darker, grey, rng=rng) == "left"
+
+
+def test_every_scored_taste_has_a_rule_for_what_its_annotator_notices():
+    from sampler.toy.oracles import NOTICEABLE, SCORES
+
+    assert set(NOTICEABLE) == set(SCORES)

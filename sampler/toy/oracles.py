@@ -30,14 +30,19 @@ def _dark(image: Image.Image) -> float:
     return -float(np.asarray(image.convert("L"), dtype=np.float32).mean() / 255.0)
 
 
-def _noticeable(oracle: str, left: float, right: float) -> bool:
-    """Whether the oracle's annotator can tell the two scores apart at all."""
-    if oracle == "dark":
-        return abs(left - right) >= WEBER_FRACTION * max(abs(left), abs(right))
+def _beyond_margin(left: float, right: float) -> bool:
     return abs(left - right) >= TIE_MARGIN
 
 
+def _beyond_weber_fraction(left: float, right: float) -> bool:
+    return abs(left - right) >= WEBER_FRACTION * max(abs(left), abs(right))
+
+
 SCORES: dict[str, Callable[[Image.Image], float]] = {"textured": _textured, "flat": _flat, "dark": _dark}
+# Whether each taste's annotator can tell two scores apart at all; a pair it cannot is a tie.
+NOTICEABLE: dict[str, Callable[[float, float], bool]] = {
+    "textured": _beyond_margin, "flat": _beyond_margin, "dark": _beyond_weber_fraction,
+}
 # Careless annotators to test the lead's figures with: a coin, and one who always takes the left image.
 ORACLES = (*SCORES, "random", "always_left")
 
@@ -52,6 +57,6 @@ def judge(oracle: str, left: Image.Image, right: Image.Image, *, noise: float = 
     if oracle == "random" or rng.random() < noise:
         return rng.choice(("left", "right"))
     left_score, right_score = SCORES[oracle](left), SCORES[oracle](right)
-    if not _noticeable(oracle, left_score, right_score):
+    if not NOTICEABLE[oracle](left_score, right_score):
         return "tie"
     return "left" if left_score > right_score else "right"
