@@ -1,5 +1,9 @@
 """Building the toy models: a few steps of each recipe save a folder that loads and samples like a real checkpoint."""
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -24,7 +28,23 @@ def test_a_short_flux_build_saves_a_loadable_pipeline(tmp_path):
     assert not report.stopped_early and report.size_bytes > 0
     assert model_kind(tmp_path / "flux") == "flux"
     assert read_model_defaults(tmp_path / "flux") == toy.model_defaults("flux")  # its chisel.json
+    assert json.loads((tmp_path / "flux" / pretrain.BUILD_RECORD).read_text())["recipe"]["steps"] == 4
     assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
+    pretrain.build(tmp_path / "flux", dataclasses.replace(recipe, steps=5), minutes=2)  # its own folder: replaced
+    assert json.loads((tmp_path / "flux" / pretrain.BUILD_RECORD).read_text())["recipe"]["steps"] == 5
+    assert [image.size for image in samples(tmp_path / "flux")] == [(64, 64)] * 2
+
+
+@pytest.mark.parametrize("family", ["flux", "sd"])
+def test_a_build_refuses_to_replace_a_folder_no_build_wrote(tmp_path, family):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the lead's")
+    with pytest.raises(CommandError, match=r"exists and no toy model build wrote it") as refused:
+        call_command("toy_model", "build", "--family", family, "--out", str(out), "--minutes", "1")
+    assert "\n" not in str(refused.value)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "the lead's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no staging folder left beside it
 
 
 KEPT_PARTS = ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
@@ -72,3 +92,4 @@ def test_the_sd_build_needs_the_flux_model_first(tmp_path):
 @pytest.mark.parametrize("family, folder", [("flux", "models/toy-flux"), ("sd", "models/toy-sd")])
 def test_the_committed_toy_models_carry_what_their_build_writes(family, folder):
     assert read_model_defaults(folder) == toy.model_defaults(family)
+    assert json.loads((Path(folder) / pretrain.BUILD_RECORD).read_text())["family"] == family

@@ -1,6 +1,7 @@
 """Pretraining the tiny FLUX pipeline on the toy world: the VAE on reconstruction, then the transformer on flow matching."""
 
 import copy
+import json
 import math
 import shutil
 import tempfile
@@ -241,16 +242,37 @@ def step_with_ema(model, ema, optimiser, loss: torch.Tensor, *, step: int, ema_d
             kept.lerp_(live, 1 - decay)
 
 
-def save_atomically(pipeline: FluxPipeline, out: Path, defaults: ModelDefaults | None = None) -> int:
-    """`save_pretrained` (and the model's own `defaults`, chisel.json) into a temporary folder beside `out`, then
-    swap it in; returns the size in bytes."""
+# Written into every folder a build saves: a build replaces only a folder that holds it (or none at all).
+BUILD_RECORD = "toy_build.json"
+
+
+def refuse_to_replace(out: Path) -> None:
+    """Raise FileExistsError, in one line, where `out` holds files that no toy build wrote."""
+    out = Path(out)
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if out.exists() and not (out / BUILD_RECORD).is_file():
+        raise FileExistsError(
+            f"{out} exists and no toy model build wrote it (it has no {BUILD_RECORD}): choose another --out, "
+            "or move it away first."
+        )
+
+
+def save_atomically(
+    pipeline: FluxPipeline, out: Path, defaults: ModelDefaults | None = None, record: dict | None = None
+) -> int:
+    """`save_pretrained` (the model's own `defaults`, chisel.json, and the build's `record`, toy_build.json) into a
+    temporary folder beside `out`, then swap it in; returns the size in bytes. Refuses to replace a folder that no
+    build wrote."""
     out = Path(out).resolve()
+    refuse_to_replace(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
         if defaults is not None:
             write_model_defaults(staging, defaults)
+        (staging / BUILD_RECORD).write_text(json.dumps(record or {}, indent=2, sort_keys=True) + "\n")
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         old = None
         if out.exists():
@@ -309,8 +331,11 @@ def build(
 ) -> BuildReport:
     """Pretrain and save to `out` (atomically); the folder loads with `FluxPipeline.from_pretrained(out)`."""
     start = time.monotonic()
+    refuse_to_replace(out)
     pipeline, stats = pretrain(recipe, minutes, autoencoder_from)
-    size = save_atomically(pipeline, out, toy_defaults.model_defaults("flux"))
+    kept_from = str(autoencoder_from) if autoencoder_from is not None else None
+    record = {"family": "flux", "recipe": asdict(recipe), "kept_from": kept_from}
+    size = save_atomically(pipeline, out, toy_defaults.model_defaults("flux"), record)
     return BuildReport(
         out=str(out), recipe=asdict(recipe), vae_seconds=stats["vae_seconds"], vae_loss=stats["vae_loss"],
         vae_steps=stats["vae_steps"], transformer_seconds=stats["transformer_seconds"],

@@ -11,7 +11,9 @@ from tqdm import tqdm
 
 from sampler.toy import defaults as toy_defaults
 from sampler.toy.build import tiny_unet
-from sampler.toy.pretrain import Phase, _seed_everything, _to_unit, dataset, save_atomically, step_with_ema
+from sampler.toy.pretrain import (
+    Phase, _seed_everything, _to_unit, dataset, refuse_to_replace, save_atomically, step_with_ema,
+)
 from sampler.toy.world import captions
 
 
@@ -111,6 +113,7 @@ def build_sd(out: Path, flux_model: Path, recipe: SdRecipe = SdRecipe(), minutes
     """Pretrain the UNet and save the pipeline to `out` atomically; it loads with `from_pretrained(out)`."""
     torch.set_num_threads(2)
     _seed_everything(recipe.seed)
+    refuse_to_replace(out)
     start = time.monotonic()
     pipeline = assemble(flux_model, recipe)
     pipeline.vae.requires_grad_(False)
@@ -118,6 +121,7 @@ def build_sd(out: Path, flux_model: Path, recipe: SdRecipe = SdRecipe(), minutes
     pixels, labels = dataset(recipe)
     latents = encode(pipeline, pixels)
     steps, loss = train_unet(pipeline, latents, labels, recipe, deadline=start + minutes * 60 - 20)
-    size = save_atomically(pipeline, out, toy_defaults.model_defaults("sd"))
+    record = {"family": "sd", "recipe": asdict(recipe), "kept_from": str(flux_model)}
+    size = save_atomically(pipeline, out, toy_defaults.model_defaults("sd"), record)
     return SdBuildReport(out=str(out), recipe=asdict(recipe), steps=steps, loss=loss,
                          seconds=time.monotonic() - start, size_bytes=size)

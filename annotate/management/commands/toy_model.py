@@ -12,7 +12,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True)
         build = actions.add_parser("build", help="Pretrain on the toy world and save with save_pretrained.")
-        build.add_argument("--out", type=Path, default=None, help="Default: models/toy-flux or models/toy-sd.")
+        build.add_argument(
+            "--out", type=Path, default=None,
+            help="Default: models/toy-flux or models/toy-sd. An existing folder is replaced only if a build wrote it "
+                 "(it holds toy_build.json).",
+        )
         build.add_argument(
             "--family", choices=("flux", "sd"), default="flux",
             help="sd: a Stable Diffusion UNet trained over the FLUX toy model's VAE and CLIP encoder (--flux-model).",
@@ -49,10 +53,11 @@ class Command(BaseCommand):
         torch.set_num_threads(2)
         steps = options["steps"]  # None: the toy default of the model's family
         guidance = options["guidance"] if options["guidance"] is not None else evaluate.DEFAULT_GUIDANCE
-        if action == "build" and options["family"] == "sd":
-            model = self.build_sd(options)
-        elif action == "build":
-            model = self.build_flux(options)
+        if action == "build":
+            try:
+                model = self.build_sd(options) if options["family"] == "sd" else self.build_flux(options)
+            except FileExistsError as exc:  # --out holds files no build wrote: nothing was trained or touched
+                raise CommandError(str(exc)) from exc
         else:
             model = options["model"]
         if model is None:
