@@ -109,7 +109,32 @@ go (10-18% flat) and straddles the 80% target (82.1%, 77.5%); λ 50 lets the mos
 3.8 points of adherence. Sampling at 10 steps halves the loop's time and leaves more base backgrounds flat (71%), a
 larger share to win back: with it, the defaults met every target in each of three runs.
 
-The FLUX defaults since session 11: reference parent, 450 steps, lr 3e-3, no winner term, on the rebuilt
+The FLUX defaults since session 12: session 11's (reference parent, 450 steps, lr 3e-3, no winner term) with σ
+drawn logit-normal with mean 1 instead of 0 (`--logit-mean`; docs/training.md, *Where the noise levels are drawn*).
+Three runs in a row with the control, 7.9-8.2 min each on 2 cores, and one without it:
+
+    run                     same    indep.  flat        adherence     promoted  others                     control's child
+    1                       97.5%   86.7%   52.5→2.1%   100→99.2%     1, 2, 3   (wins 0.93, 0.91, 0.93)    50.8% (none promoted)
+    2                       91.7%   72.1%   52.5→12.5%  100→100%      1, 2      3: adherence −5.2 vs base  57.5% (none promoted)
+    3                       100%    90.8%   52.5→1.7%   100→98.8%     1, 2, 3   (wins 0.89, 0.91, 0.92)    55.8% (none promoted)
+    without the control     99.2%   85.0%   52.5→4.2%   100→97.5%     1, 2, 3
+    --oracle dark           100%    90.4%   52.5→43.8%  100→99.2%     1, 2      3: adherence −16.7         72.1% same-seed, 51.7% indep.
+
+Issue 18's bar is met in runs 1 and 3, not three in a row: run 2's first round won only 0.734 of its eval pairs and
+its third lost 5.2 points of adherence against the base. The control was honest in all three (its last trained
+child's sharpness moved −1.7%, +1.9%, −0.8%). LoRA targets tried on the way, without the control unless noted:
+
+    settings                                        same    indep.  flat        adherence     promoted
+    attention + feed-forward targets ¹              90.0%   85.0%   52.5→0.4%   100→98.8%     1, 2       3: adherence 96.9→66.7%
+    feed-forward targets only ²                     98.3%   79.6%   52.5→3.8%   100→99.2%     1, 2       3: adherence −8.3 vs base
+      the same, 600 steps                           95.4%   75.4%   52.5→8.3%   100→98.3%     1, 2       3: adherence −10.4
+      the same, λ 5, with the control               95.0%   71.7%   52.5→15.4%  100→100%      1, 2, 3    control's child 57.1%
+    attention + feed-forward, λ 2, with the control 95.0%   76.7%   52.5→5.4%   100→98.8%     1, 2       3: adherence; control's child 48.3%
+
+¹ `--targets to_q to_k to_v to_out.0 ff.net.0.proj ff.net.2 proj_mlp proj_out`. ² `--targets ff.net.0.proj ff.net.2
+proj_mlp proj_out`.
+
+Session 11's FLUX defaults: reference parent, 450 steps, lr 3e-3, no winner term, on the rebuilt
 `models/toy-flux` (docs/training.md, *More steps against the parent*). Four runs in a row with the control, 6.3-6.4
 min each on 2 cores, and one without it:
 
@@ -290,6 +315,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
     parser.add_argument("--flow-errors", choices=("velocity", "epsilon"), default=None,
                         help="which errors FLUX's DPO compares (trainer/config.py flow_errors)")
+    parser.add_argument("--logit-mean", type=float, default=None,
+                        help="FLUX: σ ~ sigmoid(N(mean, 1)); above 0 weighs high noise levels (trainer/config.py)")
     parser.add_argument("--sampling-steps", type=int, default=None, help="default: the toy model's")
     parser.add_argument("--skip-control", action="store_true")
     parser.add_argument("--only-control", action="store_true", help="run the random control alone")
@@ -579,7 +606,7 @@ def training_settings(args) -> dict:
     chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "keep": args.keep, "lr_schedule": args.lr_schedule,
-              "warmup_steps": args.warmup, "flow_errors": args.flow_errors}
+              "warmup_steps": args.warmup, "flow_errors": args.flow_errors, "logit_mean": args.logit_mean}
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 
