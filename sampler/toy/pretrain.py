@@ -258,21 +258,18 @@ def refuse_to_replace(out: Path) -> None:
         )
 
 
-def save_atomically(
-    pipeline: FluxPipeline, out: Path, defaults: ModelDefaults | None = None, record: dict | None = None
-) -> int:
+def save_atomically(pipeline: FluxPipeline, out: Path, defaults: ModelDefaults, record: dict) -> int:
     """`save_pretrained` (the model's own `defaults`, chisel.json, and the build's `record`, toy_build.json) into a
     temporary folder beside `out`, then swap it in; returns the size in bytes. Refuses to replace a folder that no
-    build wrote."""
+    build wrote (checked again here: a build checks before it trains, and a folder may appear while it does)."""
     out = Path(out).resolve()
     refuse_to_replace(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         pipeline.save_pretrained(staging, safe_serialization=True)
-        if defaults is not None:
-            write_model_defaults(staging, defaults)
-        (staging / BUILD_RECORD).write_text(json.dumps(record or {}, indent=2, sort_keys=True) + "\n")
+        write_model_defaults(staging, defaults)
+        (staging / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         old = None
         if out.exists():
