@@ -47,6 +47,20 @@ def test_the_winner_term_adds_lambda_times_the_winners_error_change():
     assert anchored.margin.item() == pytest.approx(plain.margin.item())
     assert anchored.implicit_accuracy.item() == plain.implicit_accuracy.item()
 
+
+def test_the_winner_floor_penalises_only_a_winner_denoised_worse_than_by_the_reference():
+    # The winner's error rose by 0.001 and the loser's by 0.003: inside = −1000·(0.001 − 0.003) = 2, and with μ = 1
+    # the floor takes 1000·1·0.001 = 1 off it; a winner whose error fell (the pair of the test above) is left alone.
+    ref_w, ref_l = torch.tensor([0.100]), torch.tensor([0.200])
+    worse = dpo_loss(torch.tensor([0.101]), torch.tensor([0.203]), ref_w, ref_l, beta=2000, winner_floor=1.0)
+    assert worse.margin.item() == pytest.approx(1.0, rel=1e-3)
+    assert worse.loss.item() == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-4)
+    better = dpo_loss(torch.tensor([0.099]), torch.tensor([0.201]), ref_w, ref_l, beta=2000, winner_floor=1.0)
+    assert better.loss.item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-4)
+    with pytest.raises(ValueError, match="winner_floor"):
+        TrainConfig.from_dict({"winner_floor": -1})
+
+
 def test_errors_and_flow_matching_inputs():
     x0, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
     noisy, target = flow_matching_inputs(x0, noise, torch.tensor([0.25, 1.0]))

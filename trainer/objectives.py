@@ -22,10 +22,11 @@ def dpo_loss(
     ref_err_l: torch.Tensor,
     beta: float,
     sft_weight: float = 0.0,
+    winner_floor: float = 0.0,
 ) -> DpoTerms:
     """Diffusion-DPO (Wallace et al., CVPR 2024), errors averaged over latent elements:
 
-        inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
+        inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))  [− β/2 · μ · max(0, err_θ(w) − err_ref(w))]
         loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]
 
     Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
@@ -33,10 +34,15 @@ def dpo_loss(
     The optional λ term (`sft_weight`, 0 by default: plain Diffusion-DPO) also fits the winners, as RPO adds a
     winner NLL to DPO (Pang et al., 2024): DPO alone lowers its loss fastest by denoising losers worse, which
     under noisy labels degrades every image; the winner term holds the model to the images it is shown.
+    The optional μ term (`winner_floor`, 0 by default) is DPO-Positive's (Pal et al., 2024, "Smaug"): one-sided, it
+    acts only where the policy denoises a winner worse than the reference, so it leaves a round that learns its
+    winners alone and stops the loser-worsening shortcut, which random labels take on every image.
     """
     winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
     loser_gain = policy_err_l - ref_err_l  # (B,)
     inside = -0.5 * beta * (winner_gain - loser_gain)  # (B,)
+    if winner_floor:
+        inside = inside - 0.5 * beta * winner_floor * winner_gain.clamp(min=0)
     dpo = -F.logsigmoid(inside).mean()
     return DpoTerms(
         loss=dpo + sft_weight * winner_gain.mean() if sft_weight else dpo,
