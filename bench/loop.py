@@ -11,7 +11,8 @@ Runs the whole of Chisel's loop on the CPU, through the real services and API:
    (prompt, seed) and on *independent* seeds (a tie counts half), the flat-background share and caption
    adherence before and after; the control's final checkpoint is judged by the same oracle too. Each loop's
    last trained child, promoted or not, is judged as well ("child same-seed"): what the labels did to the model
-   before the promotion gate had its say;
+   before the promotion gate had its say; and every child the control trained, since one random-label child's
+   same-seed score is a single draw of a wide spread (session 13, below);
 4. prints a table and, as its last line, one JSON object with the same figures.
 
 Targets (issue 7): same-seed win >= 95%, independent-seed win >= 80%, control within 50 +/- 10%, adherence at
@@ -291,7 +292,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import ROOT, database_recreate, django_env, free_port
@@ -317,6 +318,9 @@ class LoopResult:
     child_same_seed_win_rate: float | None  # None when no round trained a child
     wall_s: float
     child_independent_seed_win_rate: float | None = None  # the same child on independent seeds
+    # The control's every trained child, in round order (each a separate draw of what random labels do)
+    children_same_seed_win_rates: list[float] = field(default_factory=list)
+    children_independent_seed_win_rates: list[float] = field(default_factory=list)
 
 
 def parse_args() -> argparse.Namespace:
@@ -473,9 +477,9 @@ def round_run(taste, args, number: int, bar) -> dict:
     }
 
 
-def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, child_spec=None) -> dict:
+def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, children=()) -> dict:
     """The oracle's verdicts of final over base on the same and on independent seeds; flat share, adherence; and
-    the same-seed verdict of `child_spec` (a checkpoint other than the final one) over the base."""
+    the verdicts of each of `children` (trained checkpoints, the last one last) over the base."""
     from sampler.generate import render
     from sampler.loading import pipelines
     from sampler.toy.checkers import adherence, read
@@ -505,11 +509,13 @@ def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, chil
 
     same_seed, independent_seed = win_rate(final, base), win_rate(independent, base)
     independent_seeds = [INDEPENDENT_SEEDS + i for i in range(len(prompts))]
+    children_same = [win_rate(images(spec, same), base) for spec in children]
+    children_independent = [win_rate(images(spec, independent_seeds), base) for spec in children]
     return {
         "same_seed_win_rate": same_seed, "independent_seed_win_rate": independent_seed,
-        "child_same_seed_win_rate": win_rate(images(child_spec, same), base) if child_spec else same_seed,
-        "child_independent_seed_win_rate":
-            win_rate(images(child_spec, independent_seeds), base) if child_spec else independent_seed,
+        "child_same_seed_win_rate": children_same[-1] if children else same_seed,
+        "child_independent_seed_win_rate": children_independent[-1] if children else independent_seed,
+        "children_same_seed_win_rates": children_same, "children_independent_seed_win_rates": children_independent,
         "flat_share_base": flat(base), "flat_share_final": flat(final + independent),
         "adherence_base": adherent(base), "adherence_final": adherent(final + independent),
     }
@@ -540,10 +546,12 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
 
     params = round_sample_params(Round.objects.filter(taste=taste).first())
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]
-    child = None
-    if last_child is not None and last_child != final.pk:
-        child = checkpoint_spec(Checkpoint.objects.get(pk=last_child))
-    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, child_spec=child)
+    if oracle == "random":  # every random-label child: one alone says little (docs/training.md, *Session 13*)
+        children = [r["child"] for r in results if r["child"]]
+    else:  # the last trained child, where the gate kept it out of the final checkpoint
+        children = [last_child] if last_child is not None and last_child != final.pk else []
+    children = [checkpoint_spec(Checkpoint.objects.get(pk=pk)) for pk in children]
+    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, children=children)
     if last_child is None:  # no round trained a child: nothing to score (the base against itself is 50%)
         figures["child_same_seed_win_rate"] = figures["child_independent_seed_win_rate"] = None
     cumulative_against_base(taste, results)
@@ -646,6 +654,10 @@ def child_score(result: LoopResult, independent: bool = False) -> str:
     return "—" if score is None else f"{score:.1%}"
 
 
+def rates(figures: list[float]) -> str:
+    return f"{', '.join(f'{f:.1%}' for f in figures)} (mean {sum(figures) / len(figures):.1%})"
+
+
 def report(args, loops: list[LoopResult], wall: float) -> None:
     print()
     print(f"{'loop':<10} {'round':>5} {'state':<10} {'promoted':>8} {'eval win':>9} {'low':>6} "
@@ -681,6 +693,9 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         "control_child_same_seed_win_rate": control.child_same_seed_win_rate if control else None,
         # On independent seeds: for a continuous oracle (dark) the same-seed figure magnifies a drift of 1%.
         "control_child_independent_seed_win_rate": control.child_independent_seed_win_rate if control else None,
+        # Every child the control trained, in round order: its last one's same-seed figure is one draw of a wide spread.
+        "control_children_same_seed_win_rates": control.children_same_seed_win_rates if control else None,
+        "control_children_independent_seed_win_rates": control.children_independent_seed_win_rates if control else None,
         # Each round's child against the base, measured head-to-head (decision["cumulative"]), and as implied by
         # Bradley–Terry strengths over every eval and child-vs-base judgement of the taste.
         "cumulative_vs_base": [r.get("cumulative") for r in main_loop.rounds] if main_loop else None,
@@ -706,6 +721,9 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
               f"(the gate's one-sided risk is 2.5% a round; docs/evaluation.md); the {args.oracle} oracle's same-seed "
               f"score of its last trained child: {child_score(control)} (target 50 +/- 10%); on independent seeds: "
               f"{child_score(control, independent=True)}")
+        if control.children_same_seed_win_rates:
+            print(f"every child the control trained, same seeds: {rates(control.children_same_seed_win_rates)}; "
+                  f"independent seeds: {rates(control.children_independent_seed_win_rates)}")
     print()
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
