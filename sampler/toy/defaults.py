@@ -12,8 +12,9 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 # 10% noise; same-seed / independent-seed win over the base; its docstring tables every setting tried). A rank-8 LoRA
 # at β 1000, 4 pairs a step; the rest differs by family:
 # - flux: lr 3e-3 against the parent, 450 steps, σ logit-normal with mean 1 (towards the high noise levels where the
-#   sampler decides the mode): 91.7–100% / 72–91% in five runs with the control on the rebuilt toy FLUX
-#   (docs/training.md, *Where the noise levels are drawn*; mean 0 gave 94.6–97.5% / 77–86%). Against the base, round 2
+#   sampler decides the mode): 91.7–100% / 72–91% in five runs with the control on the rebuilt toy FLUX, 96.2–99.2% /
+#   80.8–85.4% in three more (docs/training.md, *Where the noise levels are drawn*, *Session 13*; mean 0 gave
+#   94.6–97.5% / 77–86%; means 1.25 and 1.5, batch 8 or 600 labels a round did no better). Against the base, round 2
 #   loses to its parent (the margin saturates, as on SD); a winner term (λ 2–20) with 300–1200 steps, a higher rate,
 #   600 steps or feed-forward LoRA targets did no better.
 # - sd: lr 3e-4 against the parent, with a winner term (λ 50): 100% / 87-90% sampled at 10 steps, every round promoted
