@@ -113,7 +113,7 @@ larger share to win back: with it, the defaults met every target in each of thre
 Session 13, on the same toy FLUX model, the control with each run, one run a line (6.0-8.4 min each on 2 cores);
 first the defaults, unchanged, three runs in a row (the control's every child judged, the last one last):
 
-    run                     same    indep.  flat        adherence     promoted  control's children, same seeds / independent
+    run                     same    indep.  flat        adherence     promoted  control's children: same / independent
     1                       99.2%   80.8%   52.5→6.7%   100→99.2%     1, 2      61.3, 51.7, 51.2% / 51.7, 51.7, 52.1%
     2                       97.9%   85.4%   52.5→2.5%   100→100%      1, 2      67.1, 55.0, 65.0% / 52.1, 50.4, 55.8%
     3                       96.2%   83.3%   52.5→5.0%   100→99.6%     1, 2, 3   68.3, 63.3, 60.8% / 52.9, 54.2, 55.0%
@@ -654,8 +654,9 @@ def training_settings(args) -> dict:
 
     chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
-              "sft_weight": args.sft_weight, "winner_floor": args.winner_floor, "keep": args.keep, "lr_schedule": args.lr_schedule,
-              "warmup_steps": args.warmup, "flow_errors": args.flow_errors, "logit_mean": args.logit_mean}
+              "sft_weight": args.sft_weight, "winner_floor": args.winner_floor, "keep": args.keep,
+              "lr_schedule": args.lr_schedule, "warmup_steps": args.warmup, "flow_errors": args.flow_errors,
+              "logit_mean": args.logit_mean}
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 

@@ -26,7 +26,8 @@ def dpo_loss(
 ) -> DpoTerms:
     """Diffusion-DPO (Wallace et al., CVPR 2024), errors averaged over latent elements:
 
-        inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))  [− β/2 · μ · max(0, err_θ(w) − err_ref(w))]
+        inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
+                 [− β/2 · μ · max(0, err_θ(w) − err_ref(w))]
         loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]
 
     Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
@@ -35,8 +36,8 @@ def dpo_loss(
     winner NLL to DPO (Pang et al., 2024): DPO alone lowers its loss fastest by denoising losers worse, which
     under noisy labels degrades every image; the winner term holds the model to the images it is shown.
     The optional μ term (`winner_floor`, 0 by default) is DPO-Positive's (Pal et al., 2024, "Smaug"): one-sided, it
-    acts only where the policy denoises a winner worse than the reference, so it leaves a round that learns its
-    winners alone and stops the loser-worsening shortcut, which random labels take on every image.
+    acts only where the policy denoises a winner worse than the reference does, to close that loser-worsening
+    shortcut; on the toy FLUX model (μ 5) it stopped the learning instead (docs/training.md, *Session 13*).
     """
     winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
     loser_gain = policy_err_l - ref_err_l  # (B,)
