@@ -130,6 +130,7 @@ control's (its last child within 50 +/- 10 on the same seeds) in run 1 only. Oth
     winner floor μ 5 (σ mean 1)     68.3%   51.7%   52.5→50.8%  100→100%      1         32.1% / 46.7%
     600 labels (`--labels 600`)     98.3%   87.1%   52.5→1.2%   100→97.5%     1, 2, 3   55.0% / 48.8%
       again                         93.3%   67.1%   52.5→15.8%  100→100%      1, 2      74.2% / 57.5%
+    --oracle dark, the defaults     100%    88.8%   52.5→65.4%  100→96.7%     1, 2, 3   62.1, 30.4, 37.1% / 50.8, 46.7, 48.3%
 
 No control round was promoted. σ mean 1.5 averaged 84.6% on independent seeds over three runs (mean 1: 83.3% over
 six), within the spread between runs, and the control's last child landed outside 50 +/- 10 on either side (35.4%,
