@@ -10,9 +10,9 @@ import torch.nn.functional as F
 @dataclass
 class DpoTerms:
     loss: torch.Tensor  # () mean over the batch: the DPO term plus the winner term, if any
-    dpo: torch.Tensor  # () the DPO term alone (ln 2 while the policy equals the reference)
-    implicit_accuracy: torch.Tensor  # () share of pairs where the policy moved toward the winner
-    margin: torch.Tensor  # () mean of `inside`: the implicit reward margin
+    dpo: torch.Tensor  # () the DPO term, winner floor included (ln 2 while the policy equals the reference)
+    implicit_accuracy: torch.Tensor  # () share of pairs with `inside` > 0: the policy moved toward the winner
+    margin: torch.Tensor  # () mean of `inside`: the implicit reward margin, less the winner floor's penalty if any
 
 
 def dpo_loss(
