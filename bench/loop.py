@@ -70,7 +70,9 @@ both tastes (docs/training.md, *Session 14*). `--oracle dark`, one run a line (5
     3     100%    90.0%   65.8→6.2%   100→98.8%     1, 2       70.4, 7.9, 46.2%                  47.1, 39.2, 44.2%
 
 Round 3 lost 10-15 points of adherence in each run (texture over the shapes) and the adherence rail rejected it; at
-λ 50 all three rounds were promoted. No control round was promoted.
+λ 50 all three rounds were promoted. No control round was promoted. The same session's `dark` run on
+`models/toy-flux` (its defaults unchanged, 7.7 min): 100% / 89.2%, adherence 100→99.2%, rounds 1, 2, 3 promoted, the
+control's children 42.5, 62.1, 52.9% on the same seeds (47.9-50.4% independent): every target met.
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
 lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
