@@ -17,11 +17,11 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 #   94.6–97.5% / 77–86%; means 1.25 and 1.5, batch 8 or 600 labels a round did no better). Against the base, round 2
 #   loses to its parent (the margin saturates, as on SD); a winner term (λ 2–20) with 300–1200 steps, a higher rate,
 #   600 steps or feed-forward LoRA targets did no better.
-# - sd: lr 3e-4 against the parent, with a winner term (λ 10): 100% / 80-90% for `textured` in three runs and
-#   100% / 96.2% for `dark` (docs/training.md, *Session 14*). λ 50 reached 100% / 87-90% for `textured` but held `dark` to 70.8% on
-#   independent seeds (a taste it was not chosen for); λ 100-500 held more backgrounds flat (72-82%). The UNet moves
-#   far more per step: without the winner term, 3e-4 covers shapes in noise within a round, and the base as reference
-#   saturates once a round is promoted (its children then learn the random answers).
+# - sd: lr 3e-4 against the parent, with a winner term (λ 10): 100% / 80-90% for `textured` in three runs and 100% /
+#   96.2% for `dark` (docs/training.md, *Session 14*). λ 50 reached 100% / 87-90% for `textured` but held `dark` to
+#   70.8% on independent seeds (a taste it was not chosen for); λ 100-500 held more backgrounds flat (72-82%). The
+#   UNet moves far more per step: without the winner term, 3e-4 covers shapes in noise within a round, and the base as
+#   reference saturates once a round is promoted (its children then learn the random answers).
 _COMMON = {"steps": 300, "batch_size": 4, "beta": 1000.0, "rank": 8, "max_sequence_length": MAX_SEQUENCE_LENGTH,
            "heldout_fraction": 0.1, "eval_every": 50}
 TRAINING = {
