@@ -73,6 +73,9 @@ Round 3 lost 10-15 points of adherence in each run (texture over the shapes) and
 λ 50 all three rounds were promoted. No control round was promoted. The same session's `dark` run on
 `models/toy-flux` (its defaults unchanged, 7.7 min): 100% / 89.2%, adherence 100→99.2%, rounds 1, 2, 3 promoted, the
 control's children 42.5, 62.1, 52.9% on the same seeds (47.9-50.4% independent): every target met.
+`--model models/toy-flux --keep best` (early stopping on the held-out DPO loss; 8.4 min): 93.8% / 63.3%; textured
+rounds 2 and 3 and every control round kept the untrained adapter (step 0), so the control's children were the base
+(50.0% by construction) and the loop's later children their parents (eval wins 0.526, 0.500).
 
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
 lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
