@@ -52,6 +52,7 @@ LIMITS = {
     "training.gradient_accumulation": Limit("gradient accumulation", 1, 1_024),
     "training.sft_weight": Limit("winner term weight", 0, 10_000),
     "training.winner_floor": Limit("winner floor weight", 0, 10_000),
+    "training.anchor_weight": Limit("anchor weight", 0, 10_000),
     "training.warmup_steps": Limit("warm-up steps", 0, 50_000),
 }
 

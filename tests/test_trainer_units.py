@@ -61,6 +61,20 @@ def test_the_winner_floor_penalises_only_a_winner_denoised_worse_than_by_the_ref
         TrainConfig.from_dict({"winner_floor": -1})
 
 
+def test_the_anchor_adds_gamma_times_the_mean_error_change_of_both_images_and_leaves_the_gap_alone():
+    # Both errors rose (winner by 0.001, loser by 0.003): inside = 2 as above; with γ = 100 the loss rises by
+    # 100 · (0.001 + 0.003) / 2 = 0.2. Errors that both fell (winner by 0.003, loser by 0.001) lower it by as much.
+    ref_w, ref_l = torch.tensor([0.100]), torch.tensor([0.200])
+    plain = dpo_loss(torch.tensor([0.101]), torch.tensor([0.203]), ref_w, ref_l, beta=2000)
+    anchored = dpo_loss(torch.tensor([0.101]), torch.tensor([0.203]), ref_w, ref_l, beta=2000, anchor_weight=100.0)
+    assert anchored.loss.item() == pytest.approx(math.log(1 + math.exp(-2)) + 0.2, rel=1e-4)
+    assert anchored.dpo.item() == pytest.approx(plain.dpo.item()) and anchored.margin.item() == plain.margin.item()
+    fitter = dpo_loss(torch.tensor([0.097]), torch.tensor([0.199]), ref_w, ref_l, beta=2000, anchor_weight=100.0)
+    assert fitter.loss.item() == pytest.approx(math.log(1 + math.exp(-2)) - 0.2, rel=1e-4)
+    with pytest.raises(ValueError, match="anchor_weight"):
+        TrainConfig.from_dict({"anchor_weight": -1})
+
+
 def test_errors_and_flow_matching_inputs():
     x0, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
     noisy, target = flow_matching_inputs(x0, noise, torch.tensor([0.25, 1.0]))

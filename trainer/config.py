@@ -37,6 +37,7 @@ class TrainConfig:
     keep: str = "last"
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     winner_floor: float = 0.0  # μ of DPO-Positive's penalty on a winner denoised worse than by the reference
+    anchor_weight: float = 0.0  # γ of a term holding both images' errors to the reference's (trainer/objectives.py)
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError("sft_weight must be 0 or more.")
         if self.winner_floor < 0:
             raise ValueError("winner_floor must be 0 or more.")
+        if self.anchor_weight < 0:
+            raise ValueError("anchor_weight must be 0 or more.")
 
     def resolved(self, family: str) -> "TrainConfig":
         """A copy with β and the learning rate filled in for `family` ('flux', 'sd', 'sdxl')."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 @dataclass
 class DpoTerms:
-    loss: torch.Tensor  # () mean over the batch: the DPO term plus the winner term, if any
+    loss: torch.Tensor  # () mean over the batch: the DPO term plus the winner and anchor terms, if any
     dpo: torch.Tensor  # () the DPO term, winner floor included (ln 2 while the policy equals the reference)
     implicit_accuracy: torch.Tensor  # () share of pairs with `inside` > 0: the policy moved toward the winner
     margin: torch.Tensor  # () mean of `inside`: the implicit reward margin, less the winner floor's penalty if any
@@ -23,12 +23,13 @@ def dpo_loss(
     beta: float,
     sft_weight: float = 0.0,
     winner_floor: float = 0.0,
+    anchor_weight: float = 0.0,
 ) -> DpoTerms:
     """Diffusion-DPO (Wallace et al., CVPR 2024), errors averaged over latent elements:
 
         inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
                  [− β/2 · μ · max(0, err_θ(w) − err_ref(w))]
-        loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]
+        loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]  [+ γ · ((err_θ(w) − err_ref(w)) + (err_θ(l) − err_ref(l))) / 2]
 
     Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
     timestep for winner w and loser l. While the policy equals the reference, inside = 0 and loss = ln 2.
@@ -38,6 +39,10 @@ def dpo_loss(
     The optional μ term (`winner_floor`, 0 by default) is DPO-Positive's (Pal et al., 2024, "Smaug"): one-sided, it
     acts only where the policy denoises a winner worse than the reference does, to close that loser-worsening
     shortcut; on the toy FLUX model (μ 5) it stopped the learning instead (docs/training.md, *Session 13*).
+    The optional γ term (`anchor_weight`, 0 by default) weighs both images of a pair alike. DPO sees only the gap
+    between winner and loser, so their common rise is free, and any move off the reference raises both (the
+    reference sits at a minimum of its own error); when the pairs were drawn from the reference (the parent), the
+    mean rise is an estimate of KL(reference ‖ policy) on its own samples, a pull back that takes no side.
     """
     winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
     loser_gain = policy_err_l - ref_err_l  # (B,)
@@ -45,8 +50,13 @@ def dpo_loss(
     if winner_floor:
         inside = inside - 0.5 * beta * winner_floor * winner_gain.clamp(min=0)
     dpo = -F.logsigmoid(inside).mean()
+    loss = dpo
+    if sft_weight:
+        loss = loss + sft_weight * winner_gain.mean()
+    if anchor_weight:
+        loss = loss + anchor_weight * (winner_gain + loser_gain).mean() / 2
     return DpoTerms(
-        loss=dpo + sft_weight * winner_gain.mean() if sft_weight else dpo,
+        loss=loss,
         dpo=dpo,
         implicit_accuracy=(inside > 0).float().mean(),
         margin=inside.mean(),

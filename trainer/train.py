@@ -316,7 +316,7 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
     errors = {"policy_err_w": policy_err[:half], "policy_err_l": policy_err[half:],
               "ref_err_w": ref_err[:half], "ref_err_l": ref_err[half:]}
     terms = dpo_loss(errors["policy_err_w"], errors["policy_err_l"], errors["ref_err_w"], errors["ref_err_l"],
-                     config.beta, config.sft_weight, config.winner_floor)
+                     config.beta, config.sft_weight, config.winner_floor, config.anchor_weight)
     return terms, {k: v.detach() for k, v in errors.items()}
 
 
