@@ -80,6 +80,32 @@ Two more runs of the FLUX `textured` defaults (8.1 min each): 99.2% / 78.8% (con
 and 95.4% / 78.8% (61.3, 67.1, 62.9%), round 3 rejected on adherence in both; over ten runs of these defaults the
 independent-seed figure spans 72.1-90.8%, six of ten at 80% or more.
 
+Session 15: why the control's child drifts. In a control round of the FLUX defaults the child's errors on its own
+train pairs end 9.8-13.9% above the parent's (winners and losers alike, `metrics.jsonl`): DPO leaves their common
+rise free, and a worse denoiser leaves busier backgrounds, which `textured` reads as texture; the labels' chance lean
+(the winners' mean `textured` score minus the losers') does not predict the child's score. `--anchor-weight γ` adds
+γ times that mean rise to the loss (docs/training.md, *Session 15*). `--model models/toy-flux`, one run a line
+("control only": `--only-control`, 4.5-5 min; the others 7.7-10 min with the control):
+
+    γ, change           same   indep.  flat        adherence  promoted  control's children (same seeds)  error rise
+    0 (the defaults)    98.8%  89.2%   52.5→0.4%   100→97.1%  1, 2, 3   62.5, 76.7, 71.7% (missed)       10.3-13.9%
+    0, control only     -      -       -           -          -         56.2, 77.1, 45.8%                9.8-12.2%
+    5                   96.2%  72.9%   52.5→11.7%  100→100%   1, 2, 3   52.9, 78.3, 54.2%                5.4-6.2%
+    10                  95.4%  75.8%   52.5→10.4%  100→100%   1, 2, 3   44.6, 44.6, 55.0%                3.7-4.9%
+    10, control only    -      -       -           -          -         50.0, 77.9, 58.3%                3.7-4.2%
+    10, control only    -      -       -           -          -         66.2, 65.4, 49.2%                4.3-5.3%
+    20                  90.4%  62.5%   52.5→31.2%  100→100%   1, 2      55.4, 47.1, 50.4%                1.7-2.6%
+    20, control only    -      -       -           -          -         45.4, 40.4, 56.7%                2.4-3.4%
+    10, 600 steps       88.3%  66.7%   52.5→18.3%  100→100%   1, 2, 3   77.5, 79.2, 67.9% (missed)       4.1-4.6%
+    10, attention + ff  90.0%  72.9%   52.5→10.0%  100→100%   1, 2, 3   75.4, 77.1, 51.7%                8.6-10.6%
+    10, lr 4.5e-3       90.0%  69.6%   52.5→16.7%  100→100%   1, 2      66.2, 47.9, 65.8% (missed)       7.2-9.1%
+
+The anchor holds the control (6 of 9 children within 50 +/- 10 at γ 10, 6 of 6 at γ 20, about 1 in 3 without) and
+the shapes (100% adherence in every anchored run, no round rejected on adherence), but it holds the loop's own
+rounds as much: 62.5-75.8% on independent seeds. Their errors rise more than the control's (19.2-27.5% in the
+defaults' run): dropping the flat mode is itself a rise of the error on the parent's samples, which
+KL(parent || child), covering modes, charges for. The defaults keep γ 0.
+
 Rounds 2 and 3 measured against the base win 93.8% and 95.8%, where Bradley–Terry, adding strengths along the
 lineage, implies 96.7% and 99.7%: gains do not fully add up round to round, which is why the figure is measured.
 

@@ -29,7 +29,8 @@ def dpo_loss(
 
         inside = −β/2 · ((err_θ(w) − err_ref(w)) − (err_θ(l) − err_ref(l)))
                  [− β/2 · μ · max(0, err_θ(w) − err_ref(w))]
-        loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]  [+ γ · ((err_θ(w) − err_ref(w)) + (err_θ(l) − err_ref(l))) / 2]
+        loss   = −log σ(inside)  [+ λ · (err_θ(w) − err_ref(w))]
+                 [+ γ · ((err_θ(w) − err_ref(w)) + (err_θ(l) − err_ref(l))) / 2]
 
     Each err is a (B,) per-pair mean squared error of a denoiser's prediction, with the same noise and
     timestep for winner w and loser l. While the policy equals the reference, inside = 0 and loss = ln 2.
@@ -42,7 +43,9 @@ def dpo_loss(
     The optional γ term (`anchor_weight`, 0 by default) weighs both images of a pair alike. DPO sees only the gap
     between winner and loser, so their common rise is free, and any move off the reference raises both (the
     reference sits at a minimum of its own error); when the pairs were drawn from the reference (the parent), the
-    mean rise is an estimate of KL(reference ‖ policy) on its own samples, a pull back that takes no side.
+    mean rise is an estimate of KL(reference ‖ policy) on its own samples, a pull back that takes no side. On the
+    toy FLUX model it held the random-label control and the shapes, and slowed real rounds as much
+    (docs/training.md, *Session 15*).
     """
     winner_gain = policy_err_w - ref_err_w  # (B,) below 0: the policy denoises the winner better
     loser_gain = policy_err_l - ref_err_l  # (B,)
