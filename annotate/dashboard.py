@@ -94,7 +94,8 @@ def training_curves(*, rounds: list[dict], checkpoints: list[dict]) -> dict[int,
                 record = json.loads(line)
             except ValueError:
                 continue
-            # The DPO term alone where the trainer logs it apart from a winner term (`sft_weight`).
+            # The DPO term alone where the trainer logs it apart from a winner or anchor term (`sft_weight`,
+            # `anchor_weight`).
             record["loss"] = record.get("dpo_loss", record.get("loss"))
             steps.append({"step": record["step"], **{key: record.get(key) for key in CURVES}})
         curves[row["number"]] = steps

@@ -85,7 +85,7 @@ train pairs end 9.8-13.9% above the parent's (winners and losers alike, `metrics
 rise free, and a worse denoiser leaves busier backgrounds, which `textured` reads as texture; the labels' chance lean
 (the winners' mean `textured` score minus the losers') does not predict the child's score. `--anchor-weight γ` adds
 γ times that mean rise to the loss (docs/training.md, *Session 15*). `--model models/toy-flux`, one run a line
-("control only": `--only-control`, 4.5-5 min; the others 7.7-10 min with the control):
+("control only": `--only-control`, 4.5-5 min; the others 7.7-11.3 min with the control):
 
     γ, change           same   indep.  flat        adherence  promoted  control's children (same seeds)  error rise
     0 (the defaults)    98.8%  89.2%   52.5→0.4%   100→97.1%  1, 2, 3   62.5, 76.7, 71.7% (missed)       10.3-13.9%
@@ -99,6 +99,7 @@ rise free, and a worse denoiser leaves busier backgrounds, which `textured` read
     10, 600 steps       88.3%  66.7%   52.5→18.3%  100→100%   1, 2, 3   77.5, 79.2, 67.9% (missed)       4.1-4.6%
     10, attention + ff  90.0%  72.9%   52.5→10.0%  100→100%   1, 2, 3   75.4, 77.1, 51.7%                8.6-10.6%
     10, lr 4.5e-3       90.0%  69.6%   52.5→16.7%  100→100%   1, 2      66.2, 47.9, 65.8% (missed)       7.2-9.1%
+    10, 8 pairs a step  90.0%  70.0%   52.5→19.6%  100→100%   1, 2, 3   66.7, 32.9, 54.2%                3.2-4.0%
 
 The anchor holds the control (6 of 9 children within 50 +/- 10 at γ 10, 6 of 6 at γ 20, about 1 in 3 without) and
 the shapes (100% adherence in every anchored run, no round rejected on adherence), but it holds the loop's own
