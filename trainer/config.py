@@ -89,12 +89,9 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'linear', not {self.lr_schedule!r}.")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
-        if self.sft_weight < 0:
-            raise ValueError("sft_weight must be 0 or more.")
-        if self.winner_floor < 0:
-            raise ValueError("winner_floor must be 0 or more.")
-        if self.anchor_weight < 0:
-            raise ValueError("anchor_weight must be 0 or more.")
+        for name in ("sft_weight", "winner_floor", "anchor_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more.")
 
     def resolved(self, family: str) -> "TrainConfig":
         """A copy with β and the learning rate filled in for `family` ('flux', 'sd', 'sdxl')."""
