@@ -415,8 +415,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--self-kl-weight", type=float, default=None,
                         help="η of KL(child ‖ parent) on the child's own samples")
     parser.add_argument("--self-kl-samples", type=int, default=None, help="size of the child's sample pool")
-    parser.add_argument("--gradient-median", type=int, default=None,
-                        help="step on the element-wise median of this many batches' gradients")
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
     parser.add_argument("--flow-errors", choices=("velocity", "epsilon"), default=None,
                         help="which errors FLUX's DPO compares (trainer/config.py flow_errors)")
@@ -716,7 +714,6 @@ def training_settings(args) -> dict:
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "winner_floor": args.winner_floor, "anchor_weight": args.anchor_weight,
               "self_kl_weight": args.self_kl_weight, "self_kl_samples": args.self_kl_samples, "keep": args.keep,
-              "gradient_median": args.gradient_median,
               "lr_schedule": args.lr_schedule, "warmup_steps": args.warmup, "flow_errors": args.flow_errors,
               "logit_mean": args.logit_mean}
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}

@@ -42,9 +42,6 @@ class TrainConfig:
     # latents the policy draws from the training captions every `self_kl_every` steps, in `self_kl_sampling_steps`
     # (None: the model folder's sampling steps, else 20)
     self_kl_weight: float = 0.0
-    # k > 1: each step takes the element-wise median of the gradients of k batches of `batch_size` pairs, so that only
-    # what several batches agree on moves the model, not what fits one batch's pairs (trainer/train.py)
-    gradient_median: int = 1
     self_kl_samples: int = 8
     self_kl_every: int = 50
     self_kl_sampling_steps: int | None = None
@@ -89,13 +86,11 @@ class TrainConfig:
         if self.flow_errors not in ("velocity", "epsilon"):
             raise ValueError(f"flow_errors must be 'velocity' or 'epsilon', not {self.flow_errors!r}.")
         for name in ("steps", "batch_size", "gradient_accumulation", "rank", "checkpoint_every", "keep_states",
-                     "self_kl_samples", "self_kl_every", "gradient_median"):
+                     "self_kl_samples", "self_kl_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1.")
         if self.self_kl_sampling_steps is not None and self.self_kl_sampling_steps < 1:
             raise ValueError("self_kl_sampling_steps must be at least 1.")
-        if self.gradient_median > 1 and self.gradient_accumulation > 1:
-            raise ValueError("gradient_median and gradient_accumulation cannot be combined: choose one.")
         if self.beta is not None and self.beta <= 0:
             raise ValueError("beta must be positive.")
         if not 0 <= self.heldout_fraction < 1:

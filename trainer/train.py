@@ -125,10 +125,7 @@ def train(
                 pool = draw_pool(family, encoded, samples=config.self_kl_samples, steps=sampling_steps,
                                  resolution=resolution, guidance=float(encoded.guidance[0]),
                                  generator=torch.Generator().manual_seed(config.seed * 104_729 + step))
-            if config.gradient_median > 1:
-                terms, errors, loss, kl, grad_norm = _median_step(family, denoiser, encoded, weights, pool, config, step,
-                                                                  trainable, optimizer, scheduler, accelerator)
-            for micro in range(config.gradient_accumulation if config.gradient_median == 1 else 0):
+            for micro in range(config.gradient_accumulation):
                 with accelerator.accumulate(denoiser):
                     batch = encoded.take(_batch_indices(len(encoded), config, step, micro, accelerator.process_index,
                                                         weights))
@@ -333,35 +330,6 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
     terms = dpo_loss(errors["policy_err_w"], errors["policy_err_l"], errors["ref_err_w"], errors["ref_err_l"],
                      config.beta, config.sft_weight, config.winner_floor, config.anchor_weight)
     return terms, {k: v.detach() for k, v in errors.items()}
-
-
-def _median_step(family, denoiser, encoded: Encoded, weights, pool, config: TrainConfig, step: int, trainable,
-                 optimizer, scheduler, accelerator):
-    """One step on the element-wise median of the gradients of `gradient_median` batches. A direction that fits
-    only one batch's pairs (memorising their labels) is outvoted; one that every batch shares (the taste) passes
-    (Chatterjee 2020, "Coherent gradients"; Zielinski et al. 2020 stop a network fitting random labels this way)."""
-    grads, losses = [], []
-    for group in range(config.gradient_median):
-        batch = encoded.take(_batch_indices(len(encoded), config, step, group, accelerator.process_index, weights))
-        noise = _generator(config, step, group, accelerator.process_index)
-        terms, errors = _dpo_terms(family, denoiser, batch, config, noise, accelerator)
-        loss, kl = terms.loss, None
-        if pool is not None:
-            kl = self_kl(family, denoiser, pool, config.batch_size, noise, accelerator)
-            loss = loss + config.self_kl_weight * kl
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"Step {step + 1}: the loss is {loss.item()}; stopping with no checkpoint.")
-        accelerator.backward(loss)
-        grads.append([p.grad.detach().clone() for p in trainable])
-        losses.append((terms, errors, loss, kl))
-        optimizer.zero_grad()
-    for param, group_grads in zip(trainable, zip(*grads)):
-        param.grad = torch.stack(group_grads).median(dim=0).values
-    grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad()
-    return (*losses[-1], grad_norm)
 
 
 @torch.no_grad()
