@@ -53,10 +53,6 @@ LIMITS = {
     "training.sft_weight": Limit("winner term weight", 0, 10_000),
     "training.winner_floor": Limit("winner floor weight", 0, 10_000),
     "training.anchor_weight": Limit("anchor weight", 0, 10_000),
-    "training.self_kl_weight": Limit("self-KL weight", 0, 10_000),
-    "training.self_kl_samples": Limit("self-KL sample pool", 1, 256),
-    "training.self_kl_every": Limit("steps between self-KL pools", 1, 50_000),
-    "training.self_kl_sampling_steps": Limit("self-KL sampling steps", 1, 1_000),
     "training.warmup_steps": Limit("warm-up steps", 0, 50_000),
 }
 

@@ -38,13 +38,6 @@ class TrainConfig:
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     winner_floor: float = 0.0  # μ of DPO-Positive's penalty on a winner denoised worse than by the reference
     anchor_weight: float = 0.0  # γ of a term holding both images' errors to the reference's (trainer/objectives.py)
-    # η of KL(policy ‖ reference) on the policy's own samples (trainer/self_kl.py): a pool of `self_kl_samples`
-    # latents the policy draws from the training captions every `self_kl_every` steps, in `self_kl_sampling_steps`
-    # (None: the model folder's sampling steps, else 20)
-    self_kl_weight: float = 0.0
-    self_kl_samples: int = 8
-    self_kl_every: int = 50
-    self_kl_sampling_steps: int | None = None
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
@@ -85,12 +78,9 @@ class TrainConfig:
             raise ValueError(f"reference must be 'parent' or 'base', not {self.reference!r}.")
         if self.flow_errors not in ("velocity", "epsilon"):
             raise ValueError(f"flow_errors must be 'velocity' or 'epsilon', not {self.flow_errors!r}.")
-        for name in ("steps", "batch_size", "gradient_accumulation", "rank", "checkpoint_every", "keep_states",
-                     "self_kl_samples", "self_kl_every"):
+        for name in ("steps", "batch_size", "gradient_accumulation", "rank", "checkpoint_every", "keep_states"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1.")
-        if self.self_kl_sampling_steps is not None and self.self_kl_sampling_steps < 1:
-            raise ValueError("self_kl_sampling_steps must be at least 1.")
         if self.beta is not None and self.beta <= 0:
             raise ValueError("beta must be positive.")
         if not 0 <= self.heldout_fraction < 1:
@@ -99,7 +89,7 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'linear', not {self.lr_schedule!r}.")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
-        for name in ("sft_weight", "winner_floor", "anchor_weight", "self_kl_weight"):
+        for name in ("sft_weight", "winner_floor", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more.")
 

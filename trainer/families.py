@@ -50,25 +50,9 @@ class FluxFamily:
         """Noise levels σ for `batch` pairs: (B,)."""
         return logit_normal_sigmas(batch, mean=self.logit_mean, std=self.logit_std, generator=generator)
 
-    def uniform_t(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """Noise levels σ uniform over (0, 1): every level alike, fine detail included: (B,)."""
-        return torch.rand(batch, generator=generator).clamp(1e-3, 1 - 1e-3)
-
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The noisy latents and the training target."""
         return flow_matching_inputs(x0, noise, t)
-
-    @torch.no_grad()
-    def sample_latents(self, text: dict, guidance: float, *, resolution: int, steps: int,
-                       generator: torch.Generator) -> torch.Tensor:
-        """The denoiser's own samples for these captions, as latents (N, C, h, w), drawn as the sampler draws them."""
-        dtype, device = self.denoiser.dtype, self.denoiser.device
-        packed = self.pipeline(
-            prompt_embeds=text["prompt_embeds"].to(device, dtype), pooled_prompt_embeds=text["pooled"].to(device, dtype),
-            guidance_scale=guidance, height=resolution, width=resolution, num_inference_steps=steps,
-            generator=generator, output_type="latent", max_sequence_length=self.max_sequence_length,
-        ).images  # (N, h/2·w/2, 4C)
-        return self.pipeline._unpack_latents(packed, resolution, resolution, self.pipeline.vae_scale_factor).float().cpu()
 
     def error_weights(self, sigmas: torch.Tensor) -> torch.Tensor | None:
         """What each pair's velocity errors are multiplied by before DPO compares them: None (velocity errors), or
@@ -105,7 +89,6 @@ class StableDiffusionFamily:
         self.pipeline = pipeline
         self.denoiser = pipeline.unet
         self.scheduler = pipeline.scheduler
-        self.unconditional: torch.Tensor | None = None  # the empty caption's embedding (1, 77, D)
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -115,8 +98,6 @@ class StableDiffusionFamily:
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        if self.unconditional is None:  # for sampling with classifier-free guidance once the encoder is gone
-            self.unconditional = self.pipeline.encode_prompt([""], self.pipeline.text_encoder.device, 1, False)[0]
         prompt_embeds, _ = self.pipeline.encode_prompt(captions, self.pipeline.text_encoder.device, 1, False)
         return {"prompt_embeds": prompt_embeds.float().cpu()}  # (N, 77, D)
 
@@ -124,28 +105,12 @@ class StableDiffusionFamily:
         """Integer DDPM timesteps for `batch` pairs, uniform over the schedule: (B,)."""
         return torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=generator)
 
-    def uniform_t(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        return self.sample_t(batch, generator)
-
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return diffusion_inputs(self.scheduler, x0, noise, t)
 
     def error_weights(self, timesteps: torch.Tensor) -> None:
         """The UNet's own errors (ε or v) are compared as they are."""
         return None
-
-    @torch.no_grad()
-    def sample_latents(self, text: dict, guidance: float, *, resolution: int, steps: int,
-                       generator: torch.Generator) -> torch.Tensor:
-        """The denoiser's own samples for these captions, as scaled latents (N, 4, h, w), with the pipeline's
-        scheduler and classifier-free guidance, as the sampler draws them."""
-        dtype, device = self.denoiser.dtype, self.denoiser.device
-        prompt_embeds = text["prompt_embeds"].to(device, dtype)
-        negative = self.unconditional.to(device, dtype).expand(prompt_embeds.shape[0], -1, -1)
-        return self.pipeline(
-            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, guidance_scale=guidance, height=resolution,
-            width=resolution, num_inference_steps=steps, generator=generator, output_type="latent",
-        ).images.float().cpu()
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: dict, guidance: torch.Tensor) -> torch.Tensor:
         dtype = self.denoiser.dtype

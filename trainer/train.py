@@ -15,7 +15,6 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from sampler.model_defaults import read_model_defaults
 from sampler.model_index import model_kind
 from trainer.checkpoints import clean_stale_temps, complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
@@ -24,7 +23,6 @@ from trainer.families import FAMILIES, to_pixels
 from trainer.lora_files import save_lora
 from trainer.objectives import dpo_loss, per_sample_error
 from trainer.selection import BestAdapter
-from trainer.self_kl import draw_pool, self_kl
 
 logger = logging.getLogger(__name__)
 ADAPTER = "chisel"
@@ -117,35 +115,25 @@ def train(
     best = _best_to_keep(config, heldout, states, start, accelerator.unwrap_model(denoiser))
     out.mkdir(parents=True, exist_ok=True)
     last: dict = {}
-    pool, sampling_steps = None, config.self_kl_sampling_steps or read_model_defaults(base).sampling.get("steps", 20)
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="DPO", disable=not progress)
     with metrics_path.open("a") as metrics_file:
         for step in bar:
-            if config.self_kl_weight and (pool is None or step % config.self_kl_every == 0):
-                pool = draw_pool(family, encoded, samples=config.self_kl_samples, steps=sampling_steps,
-                                 resolution=resolution, guidance=float(encoded.guidance[0]),
-                                 generator=torch.Generator().manual_seed(config.seed * 104_729 + step))
             for micro in range(config.gradient_accumulation):
                 with accelerator.accumulate(denoiser):
                     batch = encoded.take(_batch_indices(len(encoded), config, step, micro, accelerator.process_index,
                                                         weights))
                     noise = _generator(config, step, micro, accelerator.process_index)
                     terms, errors = _dpo_terms(family, denoiser, batch, config, noise, accelerator)
-                    loss = terms.loss
-                    if pool is not None:
-                        kl = self_kl(family, denoiser, pool, config.batch_size, noise, accelerator)
-                        loss = loss + config.self_kl_weight * kl
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"Step {step + 1}: the loss is {loss.item()}; stopping with no checkpoint.")
-                    accelerator.backward(loss)
+                    if not torch.isfinite(terms.loss):
+                        raise TrainingDiverged(f"Step {step + 1}: the loss is {terms.loss.item()}; stopping with no checkpoint.")
+                    accelerator.backward(terms.loss)
                     grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm) if accelerator.sync_gradients else None
                     optimizer.step()
                     scheduler.step() if accelerator.sync_gradients else None
                     optimizer.zero_grad()
             last = {
                 "step": step + 1,
-                "loss": loss.item(),
-                **({"self_kl": kl.item()} if pool is not None else {}),
+                "loss": terms.loss.item(),
                 "dpo_loss": terms.dpo.item(),
                 "implicit_accuracy": terms.implicit_accuracy.item(),
                 "margin": terms.margin.item(),
