@@ -716,6 +716,11 @@ def training_settings(args) -> dict:
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
 
 
+def points(share: float) -> float:
+    """A share in percentage points, rounded past float noise: 1.0 − 0.95 is 5 points, not 5.000000000000004."""
+    return round(100 * share, 6)
+
+
 def child_score(result: LoopResult, independent: bool = False) -> str:
     score = result.child_independent_seed_win_rate if independent else result.child_same_seed_win_rate
     return "—" if score is None else f"{score:.1%}"
@@ -776,11 +781,11 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
     }
     ran = main_loop is not None
     targets = [
-        ("same-seed win >= 95%", ran and main_loop.same_seed_win_rate >= 0.95),
-        ("independent-seed win >= 80%", ran and main_loop.independent_seed_win_rate >= 0.80),
+        ("same-seed win >= 95%", ran and points(main_loop.same_seed_win_rate) >= 95),
+        ("independent-seed win >= 80%", ran and points(main_loop.independent_seed_win_rate) >= 80),
         ("control's last trained child within 50 +/- 10%", control is not None
-         and control.child_same_seed_win_rate is not None and abs(control.child_same_seed_win_rate - 0.5) <= 0.10),
-        ("adherence drop <= 5 points", ran and main_loop.adherence_base - main_loop.adherence_final <= 0.05),
+         and control.child_same_seed_win_rate is not None and abs(points(control.child_same_seed_win_rate) - 50) <= 10),
+        ("adherence drop <= 5 points", ran and points(main_loop.adherence_base - main_loop.adherence_final) <= 5),
         ("under 20 minutes", wall <= 20 * 60),
     ]
     if control is not None:
