@@ -123,10 +123,14 @@ median damps. A rank-2 LoRA fitted fewer random labels and drifted as far. `--mo
     defaults, run 3        99.6%  94.2%   52.5→1.7%   100→98.8%  1, 2, 3   43.3, 65.8, 73.3% (missed)       9.0
     defaults, run 4        97.5%  77.5%   52.5→10.8%  100→100%   1, 2      67.5, 72.9, 55.8%                9.5
     defaults, run 5        98.3%  79.2%   52.5→10.0%  100→100%   1, 2      69.2, 55.4, 51.7%                9.5
+    defaults, run 6        97.5%  88.3%   52.5→3.3%   100→99.2%  1, 2, 3   64.2, 56.7, 75.8% (missed)       9.2
+    defaults, run 7        98.3%  80.0%   52.5→4.6%   100→100%   1, 2      57.9, 77.5, 62.9% (missed)       9.5
+    defaults, run 8        97.5%  83.8%   52.5→5.4%   100→99.6%  1, 2      35.4, 77.9, 59.6%                9.0
+    defaults, run 9        94.2%  78.3%   52.5→12.5%  100→99.6%  1, 2      49.2, 51.7, 52.9%                9.3
 
-Round 3 decides the independent-seed figure: promoted (runs 1-3), 88.3-94.2%; rejected on adherence (4, 5), 77.5%
-and 79.2%. Over the 16 runs of these defaults with the control since session 12, every target was met at once in 4;
-the control's last child was within 50 +/- 10 in 9.
+Round 3 moves the independent-seed figure: promoted (runs 1, 2, 3, 6), 88.3-94.2%; rejected on adherence (the
+others), 77.5-83.8%. Over the 20 runs of these defaults with the control since session 12, every target was met at
+once in 5 and the control's last child was within 50 +/- 10 in 11.
 
 ¹ `git checkout 2b297fb`, `--self-kl-weight 10`. ² `git checkout aaf3f02`, `--gradient-median 3`.
 
