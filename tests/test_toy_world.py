@@ -126,30 +126,6 @@ def test_dark_oracle_ties_a_move_below_webers_fraction_and_sees_one_above():
     assert judge("dark", grey, darker, rng=rng) == "right" and judge("dark", darker, grey, rng=rng) == "left"
 
 
-def background(spread: float, seed: int = 0) -> Image.Image:
-    """A grey 64 × 64 image whose pixels spread about their mean by `spread` grey levels (RMS), no shape in it."""
-    noise = np.random.default_rng(seed).standard_normal((64, 64, 1))
-    noise = (noise - noise.mean()) / noise.std()
-    return Image.fromarray(np.repeat(128 + spread * noise, 3, axis=2).astype(np.float32).round().clip(0, 255).astype(np.uint8))
-
-
-def test_textured_oracle_ties_a_spread_move_a_person_cannot_see_and_sees_one_they_can():
-    import random
-
-    from sampler.toy.oracles import judge
-
-    rng = random.Random(0)
-    assert abs(checkers.read(background(4.0)).spread - 4.0) < 0.3
-    # below one grey level of spread on a flat background, and 5% on a textured one: ties, whichever oracle
-    for oracle in ("textured", "flat"):
-        assert judge(oracle, background(4.0), background(4.4, seed=1), rng=rng) == "tie"
-        assert judge(oracle, background(35.0), background(36.7, seed=1), rng=rng) == "tie"
-    # 4 against 8 grey levels, and 30 against 36 (20%): seen, each camp its own way
-    assert judge("textured", background(4.0), background(8.0, seed=1), rng=rng) == "right"
-    assert judge("textured", background(36.0), background(30.0, seed=1), rng=rng) == "left"
-    assert judge("flat", background(4.0), background(8.0, seed=1), rng=rng) == "left"
-
-
 def test_every_scored_taste_has_a_rule_for_what_its_annotator_notices():
     from sampler.toy.oracles import NOTICEABLE, SCORES
 

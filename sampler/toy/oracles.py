@@ -8,13 +8,7 @@ from PIL import Image
 
 from sampler.toy.checkers import read
 
-# The textured and flat annotators, like a person, cannot rank two backgrounds whose residual spread (RMS contrast)
-# differs by less than 10% of the larger (Weber's law for contrast above threshold: Legge 1981) or by less than one
-# 8-bit grey level. With a fixed margin on the graded score they told spreads of 4.0 and 4.3 grey levels apart, a
-# fraction of a grey level, and read any move of the weights, its reverse included, as a preference on most flat
-# backgrounds (docs/training.md, *Session 17*).
-CONTRAST_FRACTION = 0.10
-CONTRAST_FLOOR = 1.0  # grey levels of background spread
+TIE_MARGIN = 1e-3  # graded scores closer than this are a tie
 # The dark annotator, like a person, cannot rank two images whose mean luminance differs by less than Weber's
 # fraction for luminance (about 2% of the brighter one): without it the oracle read a random-label child's drift of
 # a percent or two as a preference on nearly every seed (docs/training.md, *The control for a continuous taste*).
@@ -22,13 +16,13 @@ WEBER_FRACTION = 0.02
 
 
 def _textured(image: Image.Image) -> float:
-    """Graded: the more the background spreads about its mean (the less flat), the better."""
-    return read(image).spread
+    """Graded: the less flat the background, the better (a binary verdict would tie too often)."""
+    return 1.0 - read(image).flatness
 
 
 def _flat(image: Image.Image) -> float:
     """The opposite camp to textured: the flatter the background, the better."""
-    return -read(image).spread
+    return read(image).flatness
 
 
 def _dark(image: Image.Image) -> float:
@@ -36,8 +30,8 @@ def _dark(image: Image.Image) -> float:
     return -float(np.asarray(image.convert("L"), dtype=np.float32).mean() / 255.0)
 
 
-def _beyond_contrast_threshold(left: float, right: float) -> bool:
-    return abs(left - right) >= max(CONTRAST_FRACTION * max(abs(left), abs(right)), CONTRAST_FLOOR)
+def _beyond_margin(left: float, right: float) -> bool:
+    return abs(left - right) >= TIE_MARGIN
 
 
 def _beyond_weber_fraction(left: float, right: float) -> bool:
@@ -47,7 +41,7 @@ def _beyond_weber_fraction(left: float, right: float) -> bool:
 SCORES: dict[str, Callable[[Image.Image], float]] = {"textured": _textured, "flat": _flat, "dark": _dark}
 # Whether each taste's annotator can tell two scores apart at all; a pair it cannot is a tie.
 NOTICEABLE: dict[str, Callable[[float, float], bool]] = {
-    "textured": _beyond_contrast_threshold, "flat": _beyond_contrast_threshold, "dark": _beyond_weber_fraction,
+    "textured": _beyond_margin, "flat": _beyond_margin, "dark": _beyond_weber_fraction,
 }
 # Careless annotators to test the lead's figures with: a coin, and one who always takes the left image.
 ORACLES = (*SCORES, "random", "always_left")
