@@ -53,8 +53,6 @@ LIMITS = {
     "training.sft_weight": Limit("winner term weight", 0, 10_000),
     "training.winner_floor": Limit("winner floor weight", 0, 10_000),
     "training.anchor_weight": Limit("anchor weight", 0, 10_000),
-    "training.low_noise_weight": Limit("low-noise hold weight", 0, 100_000),
-    "training.low_noise_below": Limit("low-noise hold's noise level", 0.01, 1),
     "training.warmup_steps": Limit("warm-up steps", 0, 50_000),
 }
 

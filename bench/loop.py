@@ -439,9 +439,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sft-weight", type=float, default=None, help="λ of the DPO loss's winner term")
     parser.add_argument("--winner-floor", type=float, default=None, help="μ of DPO-Positive's winner floor")
     parser.add_argument("--anchor-weight", type=float, default=None, help="γ of the DPO loss's anchor on both images")
-    parser.add_argument("--low-noise-weight", type=float, default=None,
-                        help="η of the term holding predictions to the reference's at low noise")
-    parser.add_argument("--low-noise-below", type=float, default=None, help="the noise level (σ) that term holds below")
     parser.add_argument("--targets", nargs="+", default=None, help="LoRA target modules (default: the toy's)")
     parser.add_argument("--flow-errors", choices=("velocity", "epsilon"), default=None,
                         help="which errors FLUX's DPO compares (trainer/config.py flow_errors)")
@@ -740,7 +737,7 @@ def training_settings(args) -> dict:
     chosen = {"steps": args.train_steps, "batch_size": args.batch, "learning_rate": args.lr, "beta": args.beta,
               "rank": args.rank, "reference": args.reference, "target_modules": args.targets,
               "sft_weight": args.sft_weight, "winner_floor": args.winner_floor, "anchor_weight": args.anchor_weight,
-              "low_noise_weight": args.low_noise_weight, "low_noise_below": args.low_noise_below, "keep": args.keep,
+              "keep": args.keep,
               "lr_schedule": args.lr_schedule, "warmup_steps": args.warmup, "flow_errors": args.flow_errors,
               "logit_mean": args.logit_mean}
     return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}

@@ -66,25 +66,6 @@ def test_a_resumed_run_reproduces_the_uninterrupted_losses(world, tmp_path):
     assert a[0]["loss"] == pytest.approx(np.log(2), abs=1e-6)  # a fresh LoRA leaves the model unchanged
 
 
-def test_the_low_noise_hold_starts_at_zero_holds_the_policy_there_and_resumes_exactly(world, tmp_path):
-    # A tiny weight logs the gap without moving anything; the DPO draws of a step come first, so both runs see the
-    # same pairs, noise and σ, and differ only in the hold.
-    fast = {**SETTINGS, "steps": 6, "checkpoint_every": 3, "learning_rate": 1e-2}
-    free = train(TrainConfig.from_dict({**fast, "low_noise_weight": 1e-12}), data=world["data"], base=world["flux"],
-                 out=tmp_path / "free", progress=False)
-    config = TrainConfig.from_dict({**fast, "low_noise_weight": 1e4})
-    held = train(config, data=world["data"], base=world["flux"], out=tmp_path / "held", progress=False)
-    free_gaps, held_gaps = [m["low_noise_gap"] for m in metrics(free.metrics)], [m["low_noise_gap"] for m in metrics(held.metrics)]
-    assert free_gaps[0] == held_gaps[0] == 0.0  # a fresh LoRA predicts what the reference does
-    assert metrics(held.metrics)[0]["loss"] == pytest.approx(np.log(2), abs=1e-6)
-    assert free_gaps[-1] > 0 and held_gaps[-1] < free_gaps[-1] / 2
-    broken = train(config, data=world["data"], base=world["flux"], out=tmp_path / "broken", stop_after=4, progress=False)
-    assert broken.steps == 4
-    resumed = train(config, data=world["data"], base=world["flux"], out=tmp_path / "broken", progress=False)
-    for x, y in zip(metrics(held.metrics), metrics(resumed.metrics), strict=True):
-        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5), x["step"]
-
-
 def test_a_reloaded_lora_reproduces_the_trained_model(world, tmp_path):
     config = TrainConfig.from_dict({**SETTINGS, "steps": 6})
     result = train(config, data=world["data"], base=world["flux"], out=tmp_path / "run", progress=False)

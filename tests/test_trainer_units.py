@@ -75,26 +75,6 @@ def test_the_anchor_adds_gamma_times_the_mean_error_change_of_both_images_and_le
         TrainConfig.from_dict({"anchor_weight": -1})
 
 
-def test_the_low_noise_hold_draws_only_low_noise_levels_and_refuses_bad_settings():
-    from types import SimpleNamespace
-
-    from trainer.families import FluxFamily, StableDiffusionFamily
-
-    generator = torch.Generator().manual_seed(0)
-    flux = FluxFamily.__new__(FluxFamily)
-    sigmas = flux.sample_low_t(1000, 0.3, generator)
-    assert 0 <= sigmas.min() and sigmas.max() < 0.3 and sigmas.mean() == pytest.approx(0.15, abs=0.01)
-    sd = StableDiffusionFamily.__new__(StableDiffusionFamily)
-    sd.scheduler = SimpleNamespace(config=SimpleNamespace(num_train_timesteps=1000))
-    timesteps = sd.sample_low_t(1000, 0.3, generator)
-    assert timesteps.dtype == torch.int64 and timesteps.min() == 0 and timesteps.max() == 299
-    with pytest.raises(ValueError, match="low_noise_weight"):
-        TrainConfig.from_dict({"low_noise_weight": -1})
-    for below in (0, 1.5):
-        with pytest.raises(ValueError, match="low_noise_below"):
-            TrainConfig.from_dict({"low_noise_below": below})
-
-
 def test_errors_and_flow_matching_inputs():
     x0, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
     noisy, target = flow_matching_inputs(x0, noise, torch.tensor([0.25, 1.0]))

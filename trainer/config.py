@@ -38,12 +38,6 @@ class TrainConfig:
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     winner_floor: float = 0.0  # μ of DPO-Positive's penalty on a winner denoised worse than by the reference
     anchor_weight: float = 0.0  # γ of a term holding both images' errors to the reference's (trainer/objectives.py)
-    # η of a term holding the policy's predictions to the reference's at low noise (σ below `low_noise_below`, or that
-    # share of the DDPM timesteps), on both images of each pair: the steps that only clean up what earlier ones laid
-    # down, where a random-label child left noise behind and a real round's gains are not made (docs/training.md,
-    # *Session 17*)
-    low_noise_weight: float = 0.0
-    low_noise_below: float = 0.3
     resolution: int | None = None  # None: the dataset's image size
     seed: int = 0
     logit_mean: float = 0.0  # flow matching: σ ~ sigmoid(N(mean, std))
@@ -95,11 +89,9 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'linear', not {self.lr_schedule!r}.")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
-        for name in ("sft_weight", "winner_floor", "anchor_weight", "low_noise_weight"):
+        for name in ("sft_weight", "winner_floor", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more.")
-        if not 0 < self.low_noise_below <= 1:
-            raise ValueError("low_noise_below must be in (0, 1].")
 
     def resolved(self, family: str) -> "TrainConfig":
         """A copy with β and the learning rate filled in for `family` ('flux', 'sd', 'sdxl')."""

@@ -50,10 +50,6 @@ class FluxFamily:
         """Noise levels σ for `batch` pairs: (B,)."""
         return logit_normal_sigmas(batch, mean=self.logit_mean, std=self.logit_std, generator=generator)
 
-    def sample_low_t(self, batch: int, below: float, generator: torch.Generator) -> torch.Tensor:
-        """Noise levels σ uniform in [0, below): (B,)."""
-        return below * torch.rand(batch, generator=generator)
-
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The noisy latents and the training target."""
         return flow_matching_inputs(x0, noise, t)
@@ -108,11 +104,6 @@ class StableDiffusionFamily:
     def sample_t(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Integer DDPM timesteps for `batch` pairs, uniform over the schedule: (B,)."""
         return torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=generator)
-
-    def sample_low_t(self, batch: int, below: float, generator: torch.Generator) -> torch.Tensor:
-        """Integer DDPM timesteps uniform over the first `below` share of the schedule: (B,)."""
-        return torch.randint(0, max(1, round(below * self.scheduler.config.num_train_timesteps)), (batch,),
-                             generator=generator)
 
     def inputs(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return diffusion_inputs(self.scheduler, x0, noise, t)

@@ -3,7 +3,6 @@
 import json
 import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,8 +301,13 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
     guidance = torch.cat([batch.guidance, batch.guidance]).to(device)
     with accelerator.autocast():
         policy = family.predict(noisy, t, text, guidance)
-        with _adapters_off(accelerator.unwrap_model(denoiser)), torch.no_grad():
-            reference = family.predict(noisy, t, text, guidance)
+        model = accelerator.unwrap_model(denoiser)
+        model.disable_adapters()
+        try:
+            with torch.no_grad():
+                reference = family.predict(noisy, t, text, guidance)
+        finally:
+            model.enable_adapters()
     policy_err, ref_err = per_sample_error(policy, target), per_sample_error(reference, target)  # (2B,)
     weights = family.error_weights(t)
     if weights is not None:
@@ -313,36 +317,7 @@ def _dpo_terms(family, denoiser, batch: Encoded, config: TrainConfig, generator:
               "ref_err_w": ref_err[:half], "ref_err_l": ref_err[half:]}
     terms = dpo_loss(errors["policy_err_w"], errors["policy_err_l"], errors["ref_err_w"], errors["ref_err_l"],
                      config.beta, config.sft_weight, config.winner_floor, config.anchor_weight)
-    if config.low_noise_weight:
-        errors["low_noise_gap"] = _low_noise_gap(family, denoiser, x0, text, guidance, config, generator, accelerator)
-        terms.loss = terms.loss + config.low_noise_weight * errors["low_noise_gap"].mean()
     return terms, {k: v.detach() for k, v in errors.items()}
-
-
-def _low_noise_gap(family, denoiser, x0, text, guidance, config: TrainConfig, generator: torch.Generator,
-                   accelerator) -> torch.Tensor:
-    """Mean squared gap between the policy's and the reference's predictions on each image noised to a level below
-    `low_noise_below` (its own noise draw), (2B,). A random-label child made most of its leftover background noise in
-    those last sampling steps, a real round's child almost none of its gains (docs/training.md, *Session 17*)."""
-    device = accelerator.device
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    t = family.sample_low_t(x0.shape[0], config.low_noise_below, generator).to(device)
-    noisy, _ = family.inputs(x0, noise, t)
-    with accelerator.autocast():
-        policy = family.predict(noisy, t, text, guidance)
-        with _adapters_off(accelerator.unwrap_model(denoiser)), torch.no_grad():
-            reference = family.predict(noisy, t, text, guidance)
-    return per_sample_error(policy, reference)
-
-
-@contextmanager
-def _adapters_off(model):
-    """The reference: the same network with the trained adapter switched off."""
-    model.disable_adapters()
-    try:
-        yield
-    finally:
-        model.enable_adapters()
 
 
 @torch.no_grad()
