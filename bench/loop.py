@@ -134,16 +134,16 @@ once in 5 and the control's last child was within 50 +/- 10 in 11.
 
 ¹ `git checkout 2b297fb`, `--self-kl-weight 10`. ² `git checkout aaf3f02`, `--gradient-median 3`.
 
-Session 17: what the control's same-seed figure measures (docs/training.md, *Session 17*; one-off scripts on the
+Session 17: what the control's same-seed figure measures (docs/training.md, *Session 17*; `bench/drift.py` on the
 runs' children). A random-label child scoring 62.1% scores 54.2, 56.2 and 58.3% with its LoRA scaled by 0.125, 0.25 and
-0.5, and 58.3% reversed (x -1); random moves of the same size, with no training, score 48.7, 39.2 and 50.8%. The lean
-comes from flat backgrounds, whose spread rises by a median 6-11% of 3.9 grey levels, far below what a person sees, where
-the 0.001 margin is about 0.01 grey level. A person's contrast threshold in the annotators (10%, one grey level;
+0.5, and 58.3% reversed (x -1); random moves of the same size, with no training, score 48.8, 39.2 and 50.8%. The lean
+comes from flat backgrounds, whose spread rises by a median 6-11% of 3.9 grey levels, far below what a person sees,
+where the 0.001 margin is about 0.01 grey level. A person's contrast threshold in the annotators (10%, one grey level;
 `git checkout 54bc5c7`) did not hold the control (42.1, 66.2, 69.6%: some children leave visible noise) and cost the
 loop (91.7% / 76.2%), so it was reverted. Two thirds of a random-label child's leftover noise is made in the last six
 of the 20 sampling steps (sigma < 0.3), which the trainer barely draws; a real child's wins are decided earlier, but
-a quarter of its added texture is made there too. A hold on the child's predictions at low noise (`git checkout a0b3111`,
-`--low-noise-weight`, `--low-noise-below`) held the control and the loop alike:
+a quarter of its added texture is made there too. A hold on the child's predictions at low noise
+(`git checkout a0b3111`, `--low-noise-weight`, `--low-noise-below`) held the control and the loop alike:
 
     change                     same   indep.  flat        adherence  promoted  control's children (same seeds)  min
     perceptual annotator ¹     91.7%  76.2%   52.5→10.0%  100→99.6%  1         42.1, 66.2, 69.6% (missed)       8.9
