@@ -14,7 +14,7 @@ the others, and the median relative change of the background spread on each. Pri
 one JSON object with the same figures.
 
 Session 17, `--lora` a random-label child of `--lr 1.5e-3 --train-steps 900 --only-control` (docs/training.md,
-*Session 17*; 2 cores, about 2 min for the scales and the sign):
+*Session 17*; under a minute on 2 cores):
 
     variant     same    flat seeds  spread   textured seeds  spread
     x 0.125     54.2%
@@ -32,6 +32,7 @@ the base taking the last 3, 6 and 10 steps, its flat backgrounds' spread rise fr
 
 import argparse
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -44,8 +45,9 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sampler.loading import pipelines  # noqa: E402
-from sampler.model_defaults import read_model_defaults  # noqa: E402
+from sampler.generate import pipeline_kwargs  # noqa: E402
+from sampler.loading import ModelLoadError, pipelines  # noqa: E402
+from sampler.model_defaults import ModelDefaultsError, read_model_defaults  # noqa: E402
 from sampler.spec import ModelSpec, SampleParams  # noqa: E402
 from sampler.toy import defaults  # noqa: E402
 from sampler.toy.checkers import FLAT_SPREAD, read  # noqa: E402
@@ -98,26 +100,21 @@ def render(pipeline, prompts, seeds, params: SampleParams, handover: int = 0) ->
         if handover:
             pipeline.enable_lora()
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds[chunk]]
-        kwargs = {"height": params.height, "width": params.width, "num_inference_steps": params.steps,
-                  "guidance_scale": params.guidance}
-        if params.max_sequence_length and type(pipeline).__name__ == "FluxPipeline":
-            kwargs["max_sequence_length"] = params.max_sequence_length
         with torch.inference_mode():
             images += pipeline(prompt=prompts[chunk], generator=generators, output_type="pil",
-                               callback_on_step_end=switch if handover else None, **kwargs).images
+                               callback_on_step_end=switch if handover else None,
+                               **pipeline_kwargs(pipeline, params)).images
     if handover:
         pipeline.enable_lora()
     return images
 
 
 def spread(image) -> float:
-    """The background's residual spread in grey levels, as the flatness score reads it."""
+    """The background's residual spread in grey levels (the flatness score, inverted)."""
     return FLAT_SPREAD * float(np.sqrt(1 / max(read(image).flatness, 1e-12) - 1))
 
 
 def figures(oracle: str, child: list, base: list, flat: np.ndarray) -> dict:
-    import random
-
     rng = random.Random(0)
     verdicts = [judge(oracle, c, b, rng=rng) for c, b in zip(child, base, strict=True)]
     scores = np.array([{"left": 1.0, "tie": 0.5, "right": 0.0}[v] for v in verdicts])
@@ -133,6 +130,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not (args.lora / WEIGHTS).is_file():
         sys.exit(f"No LoRA at {args.lora} (expected {WEIGHTS} there).")
+    try:
+        return run(args)
+    except (ModelLoadError, ModelDefaultsError) as exc:
+        sys.exit(str(exc).splitlines()[0])
+
+
+def run(args: argparse.Namespace) -> dict:
     params = SampleParams(**read_model_defaults(args.model).sampling)
     _, heldout = defaults.split_captions()
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]

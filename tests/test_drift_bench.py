@@ -35,6 +35,10 @@ def test_variants_reverse_the_move_and_redraw_it_at_random_with_the_same_norms(t
         assert torch.nn.functional.cosine_similarity(first[key].flatten(), value.flatten(), dim=0).abs().item() < 0.5
 
 
-def test_a_missing_lora_is_refused_in_one_line(tmp_path):
+def test_a_missing_lora_or_model_is_refused_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match=f"No LoRA at {tmp_path}"):
         drift.main(["--lora", str(tmp_path)])
+    save_file({"t.to_q.lora_B.weight": torch.zeros(4, 2)}, tmp_path / drift.WEIGHTS)
+    with pytest.raises(SystemExit, match="is not a diffusers model folder") as refusal:
+        drift.main(["--lora", str(tmp_path), "--model", str(tmp_path)])
+    assert "\n" not in str(refusal.value.code)
