@@ -141,8 +141,8 @@ comes from flat backgrounds, whose spread rises by a median 6-11% of 3.9 grey le
 where the 0.001 margin is about 0.01 grey level. A person's contrast threshold in the annotators (10%, one grey level;
 `git checkout 54bc5c7`) did not hold the control (42.1, 66.2, 69.6%: some children leave visible noise) and cost the
 loop (91.7% / 76.2%), so it was reverted. Two thirds of a random-label child's leftover noise is made in the last six
-of the 20 sampling steps (sigma < 0.3), which the trainer barely draws; a real child's wins are decided earlier, but
-a quarter of its added texture is made there too. A hold on the child's predictions at low noise
+of the 20 sampling steps (sigma 0.41 to 0.08), which the trainer seldom draws; a real child's wins are decided
+earlier, but a quarter of its added texture is made there too. A hold on the child's predictions at low noise
 (`git checkout a0b3111`, `--low-noise-weight`, `--low-noise-below`) held the control and the loop alike:
 
     change                     same   indep.  flat        adherence  promoted  control's children (same seeds)  min
