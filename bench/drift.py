@@ -51,7 +51,7 @@ from sampler.model_defaults import ModelDefaultsError, read_model_defaults  # no
 from sampler.spec import ModelSpec, SampleParams  # noqa: E402
 from sampler.toy import defaults  # noqa: E402
 from sampler.toy.checkers import FLAT_SPREAD, read  # noqa: E402
-from sampler.toy.oracles import judge  # noqa: E402
+from sampler.toy.oracles import SCORES, judge  # noqa: E402
 
 SAME_SEEDS = 2_000_000_000  # bench/loop.py's held-out seeds
 WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "toy-flux")
     parser.add_argument("--lora", type=Path, required=True, help="the child's LoRA folder")
-    parser.add_argument("--oracle", default="textured")
+    parser.add_argument("--oracle", default="textured", choices=tuple(SCORES))
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--scales", default="0.125,0.25,0.5,1", help="comma-separated LoRA weights")
     parser.add_argument("--random-moves", type=int, default=3)
@@ -138,6 +138,9 @@ def main(argv=None) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     params = SampleParams(**read_model_defaults(args.model).sampling)
+    handovers = [int(s) for s in args.handover.split(",") if s]
+    if any(not 0 < steps < params.steps for steps in handovers):
+        sys.exit(f"--handover takes step counts from 1 to {params.steps - 1} (the model samples {params.steps} steps).")
     _, heldout = defaults.split_captions()
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]
     seeds = [SAME_SEEDS + i for i in range(args.images)]
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
             pipeline.set_adapters(["chisel_0"], adapter_weights=[scale])
             rows[f"x {scale:g}"] = figures(args.oracle, render(pipeline, prompts, seeds, params), base_images, flat)
         pipeline.set_adapters(["chisel_0"], adapter_weights=[1.0])
-        for steps in [int(s) for s in args.handover.split(",") if s]:
+        for steps in handovers:
             rows[f"base last {steps}"] = figures(
                 args.oracle, render(pipeline, prompts, seeds, params, handover=steps), base_images, flat)
         for name, folder in variant_folders(args.lora, Path(tmp), args.random_moves).items():

@@ -42,3 +42,8 @@ def test_a_missing_lora_or_model_is_refused_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="is not a diffusers model folder") as refusal:
         drift.main(["--lora", str(tmp_path), "--model", str(tmp_path)])
     assert "\n" not in str(refusal.value.code)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "chisel.json").write_text('{"sampling": {"steps": 20}}')
+    with pytest.raises(SystemExit, match="--handover takes step counts from 1 to 19"):
+        drift.main(["--lora", str(tmp_path), "--model", str(model), "--handover", "20"])
