@@ -50,7 +50,7 @@ from sampler.loading import ModelLoadError, pipelines  # noqa: E402
 from sampler.model_defaults import ModelDefaultsError, read_model_defaults  # noqa: E402
 from sampler.spec import ModelSpec, SampleParams  # noqa: E402
 from sampler.toy import defaults  # noqa: E402
-from sampler.toy.checkers import FLAT_SPREAD, read  # noqa: E402
+from sampler.toy.checkers import read  # noqa: E402
 from sampler.toy.oracles import SCORES, judge  # noqa: E402
 
 SAME_SEEDS = 2_000_000_000  # bench/loop.py's held-out seeds
@@ -109,16 +109,11 @@ def render(pipeline, prompts, seeds, params: SampleParams, handover: int = 0) ->
     return images
 
 
-def spread(image) -> float:
-    """The background's residual spread in grey levels (the flatness score, inverted)."""
-    return FLAT_SPREAD * float(np.sqrt(1 / max(read(image).flatness, 1e-12) - 1))
-
-
 def figures(oracle: str, child: list, base: list, flat: np.ndarray) -> dict:
     rng = random.Random(0)
     verdicts = [judge(oracle, c, b, rng=rng) for c, b in zip(child, base, strict=True)]
     scores = np.array([{"left": 1.0, "tie": 0.5, "right": 0.0}[v] for v in verdicts])
-    change = np.array([spread(c) for c in child]) / np.array([spread(b) for b in base]) - 1
+    change = np.array([read(c).spread for c in child]) / np.array([read(b).spread for b in base]) - 1
     return {"same_seed": float(scores.mean()),
             "flat_seeds": float(scores[flat].mean()) if flat.any() else None,
             "textured_seeds": float(scores[~flat].mean()) if (~flat).any() else None,
@@ -145,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
     prompts = [heldout[i % len(heldout)] for i in range(args.images)]
     seeds = [SAME_SEEDS + i for i in range(args.images)]
     base_images = render(pipelines.get(ModelSpec(str(args.model))), prompts, seeds, params)
-    flat = np.array([spread(image) < FLAT_SPREAD for image in base_images])
+    flat = np.array([read(image).background == "flat" for image in base_images])
     rows = {}
     with tempfile.TemporaryDirectory(prefix="chisel-drift-") as tmp:
         pipeline = pipelines.get(ModelSpec(str(args.model), (str(args.lora),)))

@@ -97,6 +97,7 @@ def test_blank_image_has_no_shape():
     reading = checkers.read(Image.new("RGB", (64, 64), (128, 128, 128)))
     assert reading.shape is None and reading.colour is None
     assert reading.background == "flat" and reading.flatness == pytest.approx(1.0)
+    assert reading.spread == pytest.approx(0.0)
     assert not checkers.adherence(Image.new("RGB", (64, 64), (128, 128, 128)), "a red circle")
 
 

@@ -25,6 +25,7 @@ class Reading:
     colour: str | None
     shape_scores: dict[str, float]
     flatness: float  # 1 for a perfectly flat background, towards 0 as it gets textured
+    spread: float  # the background's residual spread (0–255 units) the flatness is graded from
     background: str  # "flat" or "textured"
     warmth: float  # mean (R − B) / 255 of the background: > 0 warm, < 0 cool
     tint: str  # "warm" or "cool"
@@ -118,7 +119,7 @@ def read(image: Image.Image | np.ndarray) -> Reading:
     warmth = float((back[:, 0] - back[:, 2]).mean() / 255.0)
     brightness = float((back @ np.array([0.299, 0.587, 0.114])).mean() / 255.0)
     return Reading(
-        shape=shape, colour=colour, shape_scores=scores, flatness=flatness,
+        shape=shape, colour=colour, shape_scores=scores, flatness=flatness, spread=spread,
         background="flat" if flatness >= 0.5 else "textured", warmth=warmth, tint="warm" if warmth > 0 else "cool",
         brightness=brightness, foreground_fraction=float(mask.mean()),
     )
