@@ -1,9 +1,10 @@
 """The closed loop: moving rounds through their steps, evaluating the child against its parent, promoting it.
 
     draft ─start─► sampling ─first pairs─► annotating ─label quota─► training ─candidate─► evaluating ─decide─► done
-                                                                        │ job failed            │ eval quota
-                                                                        ▼                       ▼
-                                                                      failed ─retry─► (the step that failed)
+                                                                        │ │ job failed            │ eval quota      ▲
+                                                                        │ ▼                       ▼                 │
+                                                                        │ failed ─retry─► (the step that failed)    │
+                                                                        └─── the labels did not carry over ─────────┘
 
 Every transition is a compare-and-set (`annotate.rounds`), so the beat task (`rounds_advance`), a worker and a
 lead's click may race: one of them wins and the others change nothing. Rounds advance by themselves when
@@ -20,7 +21,9 @@ from django.utils import timezone
 from annotate import locks, rounds, services, training
 from annotate.enqueue import SAMPLE_ROUND_EVAL, enqueue
 from annotate.errors import DomainError
-from annotate.evaluation import promotion_decision, round_base_counts, round_eval_counts, win_record
+from annotate.evaluation import (
+    clustered_rate, promotion_decision, round_base_counts, round_eval_counts, win_record,
+)
 from annotate.guard_rails import check_guard_rails
 from annotate.models import Checkpoint, Judgement, Pair, Round, Taste, TrainingJob
 
@@ -104,7 +107,7 @@ def round_decide(*, round_id: int, promote: bool | None = None, by: str = "rule"
         record = {
             "promote": decision.promote if promote is None else promote, "rule_promote": decision.promote,
             "win": decision.win, "threshold": decision.threshold, "guard_rails": decision.guard_rails,
-            "cumulative": round_cumulative(round_, win),
+            "cumulative": round_cumulative(round_, win), "carry_over": round_carry_over(round_),
             "reason": decision.reason if promote is None else f"{'promoted' if promote else 'rejected'} by {by} "
                                                               f"(the rule said: {decision.reason})",
             "by": by, "decided_at": timezone.now().isoformat(),
@@ -116,6 +119,35 @@ def round_decide(*, round_id: int, promote: bool | None = None, by: str = "rule"
             Checkpoint.objects.filter(pk=child.pk).update(status=Checkpoint.Status.REJECTED)
         Round.objects.filter(pk=round_id).update(state=S.DONE, decision=record, paused=False, updated_at=timezone.now())
     return record
+
+
+def round_carry_over(round_: Round) -> dict | None:
+    """The trainer's carry-over test of the round's last training job (trainer/carry_over.py), if it ran one."""
+    job = round_.training_jobs.order_by("-id").first()
+    return ((job.metrics if job else None) or {}).get("carry_over")
+
+
+def round_decline(*, round_id: int, candidate: Checkpoint, carry_over: dict) -> bool:
+    """Training → done, the candidate rejected with no evaluation: its labels did not carry over to held-out pairs,
+    so the trainer kept the untrained adapter (trainer/carry_over.py), a child equal to its parent that annotators
+    would only see twice over."""
+    with transaction.atomic():
+        if not rounds.round_advance(round_id=round_id, from_state=S.TRAINING):
+            return False
+        round_ = Round.objects.select_related("parent_checkpoint").get(pk=round_id)
+        decision = promotion_decision(clustered_rate([]), threshold=round_.promotion_threshold)
+        record = {
+            "promote": False, "rule_promote": False, "win": decision.win, "threshold": decision.threshold,
+            "guard_rails": {}, "cumulative": {"source": "none", "win": decision.win}, "carry_over": carry_over,
+            "reason": (f"the labels did not carry over to held-out pairs ({carry_over['correct']} of "
+                       f"{carry_over['pairs']} ranked as labelled, one-sided p = {carry_over['p_value']:.3f} > "
+                       f"α {carry_over['alpha']:g}): the child equals its parent and was not evaluated"),
+            "by": "rule", "decided_at": timezone.now().isoformat(),
+        }
+        Checkpoint.objects.filter(pk=candidate.pk).update(status=Checkpoint.Status.REJECTED)
+        Round.objects.filter(pk=round_id).update(state=S.DONE, child_checkpoint=candidate, decision=record,
+                                                 paused=False, updated_at=timezone.now())
+    return True
 
 
 def round_cumulative(round_: Round, win=None) -> dict:
@@ -172,6 +204,9 @@ def _advance_one(round_: Round) -> bool:
         if job is None:
             return False
         if job.state == TrainingJob.State.DONE and job.candidate_id:
+            carry_over = (job.metrics or {}).get("carry_over")
+            if carry_over and not carry_over["carried"]:
+                return round_decline(round_id=round_.pk, candidate=job.candidate, carry_over=carry_over)
             return round_evaluate(round_id=round_.pk, candidate=job.candidate)
         if job.state == TrainingJob.State.FAILED:
             return rounds.round_fail(round_id=round_.pk, from_state=S.TRAINING, reason=f"Training failed: {job.error}")

@@ -460,6 +460,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--keep", choices=("last", "best"), default=None, help="which adapter a round keeps")
+    parser.add_argument("--carry-over-alpha", type=float, default=None,
+                        help="the carry-over test's level (trainer/carry_over.py); 0: no test")
     parser.add_argument("--sft-weight", type=float, default=None, help="λ of the DPO loss's winner term")
     parser.add_argument("--winner-floor", type=float, default=None, help="μ of DPO-Positive's winner floor")
     parser.add_argument("--anchor-weight", type=float, default=None, help="γ of the DPO loss's anchor on both images")
@@ -584,7 +586,11 @@ def round_run(taste, args, number: int, bar) -> dict:
     round_ = Round.objects.get(pk=round_.pk)
     decision = round_.decision or {}
     measured = (decision.get("cumulative") or {}).get("win") or {}
+    job = round_.training_jobs.order_by("-id").first()
     return {
+        # The trainer's carry-over test (trainer/carry_over.py), when it ran: a round that failed it kept the untrained
+        # adapter and ended without an evaluation.
+        "carry_over": ((job.metrics if job else None) or {}).get("carry_over"),
         "number": number, "state": round_.state, "error": round_.error, "promoted": decision.get("promote"),
         "win_rate": (decision.get("win") or {}).get("rate"), "win_low": (decision.get("win") or {}).get("low"),
         # The child against the base, measured head-to-head (its eval pairs in round 1, child-vs-base pairs after).
@@ -763,8 +769,11 @@ def training_settings(args) -> dict:
               "sft_weight": args.sft_weight, "winner_floor": args.winner_floor, "anchor_weight": args.anchor_weight,
               "keep": args.keep,
               "lr_schedule": args.lr_schedule, "warmup_steps": args.warmup, "flow_errors": args.flow_errors,
-              "logit_mean": args.logit_mean}
-    return {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
+              "logit_mean": args.logit_mean, "carry_over_alpha": args.carry_over_alpha}
+    settings = {**defaults.TRAINING[model_kind(args.model)], **{k: v for k, v in chosen.items() if v is not None}}
+    if settings.get("carry_over_alpha") == 0:
+        settings["carry_over_alpha"] = None
+    return settings
 
 
 def points(share: float) -> float:
@@ -784,17 +793,21 @@ def rates(figures: list[float]) -> str:
 def report(args, loops: list[LoopResult], wall: float) -> None:
     print()
     print(f"{'loop':<10} {'round':>5} {'state':<10} {'promoted':>8} {'eval win':>9} {'low':>6} "
-          f"{'vs base measured (95%)':>27} {'vs base BT (95%)':>27} {'seconds':>8}")
+          f"{'vs base measured (95%)':>27} {'vs base BT (95%)':>27} {'held-out (p)':>16} {'seconds':>8}")
 
     def interval(figure) -> str:
         return f"{figure['rate']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]" if figure else ""
+
+    def held_out(test) -> str:  # the carry-over test: right / held-out pairs, its p-value, and a ✘ where it failed
+        return f"{test['correct']}/{test['pairs']} ({test['p_value']:.3f}){'' if test['carried'] else ' ✘'}" if test else ""
 
     for result in loops:
         for r in result.rounds:
             rate = "" if r["win_rate"] is None else f"{r['win_rate']:.3f}"
             low = "" if r["win_low"] is None else f"{r['win_low']:.3f}"
             print(f"{result.oracle:<10} {r['number']:>5} {r['state']:<10} {str(r['promoted']):>8} {rate:>9} {low:>6} "
-                  f"{interval(r.get('cumulative')):>27} {interval(r.get('vs_base')):>27} {r['seconds']:>8.0f}")
+                  f"{interval(r.get('cumulative')):>27} {interval(r.get('vs_base')):>27} {held_out(r.get('carry_over')):>16}"
+                  f" {r['seconds']:>8.0f}")
     print()
     print(f"{'loop':<10} {'same-seed':>9} {'indep.':>7} {'flat base':>9} {'flat final':>10} {'adh. base':>9} "
           f"{'adh. final':>10} {'child same-seed':>15} {'wall s':>7}")
@@ -825,6 +838,9 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         "control_cumulative_vs_base": [r.get("cumulative") for r in control.rounds] if control else None,
         "cumulative_vs_base_bt": [r.get("vs_base") for r in main_loop.rounds] if main_loop else None,
         "control_cumulative_vs_base_bt": [r.get("vs_base") for r in control.rounds] if control else None,
+        # Each round's carry-over test (null where the config runs none): a failed one kept the parent.
+        "carry_over": [r.get("carry_over") for r in main_loop.rounds] if main_loop else None,
+        "control_carry_over": [r.get("carry_over") for r in control.rounds] if control else None,
         "wall_s": wall, "model": args.model.name, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,
@@ -847,6 +863,11 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         if control.children_same_seed_win_rates:
             print(f"every child the control trained, same seeds: {rates(control.children_same_seed_win_rates)}; "
                   f"independent seeds: {rates(control.children_independent_seed_win_rates)}")
+        tests = [r["carry_over"] for r in control.rounds if r.get("carry_over")]
+        if tests:
+            print(f"the trainer's carry-over test kept {sum(t['carried'] for t in tests)} of {len(tests)} control "
+                  f"adapters (α {tests[0]['alpha']:g}); a control round that failed it trained an adapter and kept the "
+                  "parent, so its child scores 50% by construction")
     print()
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

@@ -194,3 +194,46 @@ def test_a_round_whose_labels_are_in_moves_to_training_once(taste, annotator, tm
     job = TrainingJob.objects.get(round=round_)
     assert (job.state, job.steps) == ("queued", 7)
     assert loop.round_progress(round_id=round_.pk)["annotation"] == {"done": 2, "all": 2, "total": 2}
+
+
+@pytest.mark.django_db
+def test_a_round_whose_labels_did_not_carry_over_ends_unevaluated_and_its_taste_keeps_the_parent(
+    taste, lead_browser, tmp_path
+):
+    base = BaseModel.objects.create(name="b", kind="flux", path=str(tmp_path))
+    parent = Checkpoint.objects.create(taste=taste, base_model=base, status=Checkpoint.Status.CURRENT)
+    Taste.objects.filter(pk=taste.pk).update(current_checkpoint=parent)
+    prompt = Prompt.objects.create(text="a red square", split=Prompt.Split.HELDOUT)
+    tests = {1: {"correct": 17, "pairs": 34, "p_value": 0.568, "alpha": 0.05, "carried": False},
+             2: {"correct": 24, "pairs": 34, "p_value": 0.012, "alpha": 0.05, "carried": True}}
+    made = {}
+    for number, test in tests.items():
+        round_ = Round.objects.create(taste=taste, number=number, parent_checkpoint=parent, state=Round.State.TRAINING,
+                                      guard_rails={}, sampling_config={"eval_prompt_ids": [prompt.pk]})
+        child = Checkpoint.objects.create(taste=taste, base_model=base, parent=parent, lora_path=str(tmp_path / "c"))
+        TrainingJob.objects.create(round=round_, state="done", candidate=child, steps=9, step=9,
+                                   metrics={"heldout_implicit_accuracy": test["correct"] / 34, "carry_over": test})
+        made[number] = (round_, child)
+    with transaction.atomic():  # the eval sampling the carried round queues runs on commit; none for the other
+        moves = loop.rounds_advance()
+    assert moves == [(made[1][0].pk, "done"), (made[2][0].pk, "evaluating")]
+    declined, child = Round.objects.get(pk=made[1][0].pk), made[1][1]
+    decision = declined.decision
+    assert not decision["promote"] and not decision["rule_promote"] and decision["carry_over"] == tests[1]
+    assert "did not carry over" in decision["reason"] and "17 of 34" in decision["reason"]
+    assert declined.child_checkpoint == child and Checkpoint.objects.get(pk=child.pk).status == "rejected"
+    assert not Pair.objects.filter(round=declined).exists()
+    taste.refresh_from_db()
+    assert taste.current_checkpoint == parent
+    progress = loop.round_progress(round_id=declined.pk)  # what the cockpit polls
+    assert progress["state"] == "done" and progress["evaluation"]["done"] == 0
+    out = io.StringIO()
+    call_command("round_status", str(declined.pk), stdout=out)
+    assert "did not carry over" in out.getvalue()
+    page = lead_browser.get(f"/admin/annotate/round/{declined.pk}/change/").content.decode()
+    assert "did not carry over" in page and "17 of 34 held-out pairs ranked as labelled" in page
+    assert "not kept: the child is its parent" in page
+    # An evaluated round's decision carries its test too, passed.
+    assert loop.round_decide(round_id=made[2][0].pk, promote=False, by="lead-1")["carry_over"] == tests[2]
+    page = lead_browser.get(f"/admin/annotate/round/{made[2][0].pk}/change/").content.decode()
+    assert "24 of 34 held-out pairs ranked as labelled" in page and "kept)" in page

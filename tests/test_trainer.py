@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import subprocess
 import sys
 
@@ -132,15 +133,20 @@ def test_keep_best_saves_the_adapter_with_the_lowest_heldout_loss(world, tmp_pat
     assert reloaded["heldout_loss"] == pytest.approx(evaluated[kept], abs=1e-5)
 
 
-def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_across_a_resume(world, tmp_path):
-    # The held-out pairs prefer the opposite of the training pairs: every step makes them worse.
+def contrary_data(world, folder):
+    """The world's pairs with the held-out ones' labels swapped: every training step makes them worse."""
     rows = pq.read_table(world["data"]).to_pylist()
     pairs, ties = load_pairs(world["data"])
     assert ties == 0  # so pair i is row i
     for index in heldout_indices(pairs, SETTINGS["heldout_fraction"], seed=0):
         rows[index]["label_0"] = 1.0 - rows[index]["label_0"]
-    data = tmp_path / "contrary.parquet"
+    data = folder / "contrary.parquet"
     pq.write_table(pa.Table.from_pylist(rows), data)
+    return data
+
+
+def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_across_a_resume(world, tmp_path):
+    data = contrary_data(world, tmp_path)
     config = TrainConfig.from_dict({**SETTINGS, "steps": 9, "checkpoint_every": 3, "keep": "best"})
     train(config, data=data, base=world["flux"], out=tmp_path / "run", stop_after=7, progress=False)
     result = train(config, data=data, base=world["flux"], out=tmp_path / "run", progress=False)  # resumes at 6
@@ -150,3 +156,25 @@ def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_ac
     assert reloaded["heldout_loss"] == pytest.approx(np.log(2), abs=1e-6)  # the child is its parent
     lora = load_file(result.checkpoint / "pytorch_lora_weights.safetensors")
     assert all(not tensor.any() for name, tensor in lora.items() if "lora_B" in name)
+
+
+def test_the_carry_over_test_keeps_the_trained_adapter_only_when_held_out_labels_agree_with_it(world, tmp_path):
+    # Six held-out pairs: five ranked as labelled beat a coin at p = 7/64, under this α (one noise draw a pair, on a
+    # model this small, leaves one of the six on the wrong side).
+    config = TrainConfig.from_dict({**SETTINGS, "steps": 6, "learning_rate": 3e-3, "carry_over_alpha": 0.15})
+    carried = train(config, data=world["data"], base=world["flux"], out=tmp_path / "carried", progress=False)
+    test = carried.final["carry_over"]
+    assert test["carried"] and test["correct"] >= 5 and test["pairs"] == 6 and test["alpha"] == 0.15
+    assert test["p_value"] == pytest.approx(sum(math.comb(6, k) for k in range(test["correct"], 7)) / 64)
+    assert any(t.any() for n, t in load_file(carried.checkpoint / "pytorch_lora_weights.safetensors").items()
+               if "lora_B" in n)
+
+    data = contrary_data(world, tmp_path)
+    declined = train(config, data=data, base=world["flux"], out=tmp_path / "declined", progress=False)
+    test = declined.final["carry_over"]
+    assert not test["carried"] and test["p_value"] > 0.15
+    assert declined.final["heldout_implicit_accuracy"] == pytest.approx(test["correct"] / 6)  # the last step's own figure
+    lora = load_file(declined.checkpoint / "pytorch_lora_weights.safetensors")
+    assert all(not tensor.any() for name, tensor in lora.items() if "lora_B" in name)
+    reloaded = evaluate_checkpoint(config, data=data, base=world["flux"], lora=declined.checkpoint)
+    assert reloaded["heldout_loss"] == pytest.approx(np.log(2), abs=1e-6)  # the child is its parent

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import png_bytes
+from trainer.carry_over import carry_over_test, untrained
 from trainer.checkpoints import complete_states, is_complete, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, load_pairs
@@ -117,6 +118,29 @@ def test_config_from_yaml_and_family_defaults(tmp_path):
         TrainConfig.from_dict({"lr": 1})
     with pytest.raises(ValueError, match="reference must be"):
         TrainConfig.from_dict({"reference": "grandparent"})
+
+
+def test_the_carry_over_test_is_the_exact_one_sided_binomial_tail_and_keeps_nothing_when_it_fails():
+    # P(X ≥ 23 | 34 fair coins) = 0.0288 and P(X ≥ 22) = 0.0607: the 5% line sits between them.
+    passed = carry_over_test(accuracy=23 / 34, pairs=34, alpha=0.05)
+    failed = carry_over_test(accuracy=22 / 34, pairs=34, alpha=0.05)
+    assert (passed.correct, passed.carried, failed.correct, failed.carried) == (23, True, 22, False)
+    assert passed.p_value == pytest.approx(sum(math.comb(34, k) for k in range(23, 35)) / 2 ** 34)
+    assert failed.p_value == pytest.approx(0.0607, abs=1e-4)
+    assert "22 of 34" in failed.sentence() and "> α 0.05" in failed.sentence()
+    lora = {"x.lora_A.weight": torch.ones(2, 3), "x.lora_B.weight": torch.ones(3, 2)}
+    kept = untrained(lora)
+    assert torch.equal(kept["x.lora_A.weight"], lora["x.lora_A.weight"]) and not kept["x.lora_B.weight"].any()
+
+
+@pytest.mark.parametrize(("asked", "message"), [
+    ({"carry_over_alpha": 1.5}, "between 0 and 1"),
+    ({"carry_over_alpha": 0.05, "keep": "best"}, "use it with keep: last"),
+    ({"carry_over_alpha": 0.05, "heldout_fraction": 0}, "heldout_fraction above 0"),
+])
+def test_a_carry_over_test_that_cannot_be_run_as_asked_is_refused(asked, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(asked)
 
 
 def write_pairs(path, labels):

@@ -35,6 +35,10 @@ class TrainConfig:
     # "last": the adapter of the last step; "best": the one with the lowest held-out DPO loss at an evaluation
     # (every `eval_every` steps), counting the untrained adapter at ln 2 (trainer/selection.py)
     keep: str = "last"
+    # The run keeps its trained adapter only when its held-out implicit accuracy at the last step beats a coin at this
+    # one-sided level (an exact binomial test), else the untrained one, a child equal to its parent; the round then
+    # ends without an evaluation (trainer/carry_over.py). None: always keep it.
+    carry_over_alpha: float | None = None
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)
     winner_floor: float = 0.0  # μ of DPO-Positive's penalty on a winner denoised worse than by the reference
     anchor_weight: float = 0.0  # γ of a term holding both images' errors to the reference's (trainer/objectives.py)
@@ -89,6 +93,13 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'linear', not {self.lr_schedule!r}.")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', not {self.keep!r}.")
+        if self.carry_over_alpha is not None:
+            if not 0 < self.carry_over_alpha < 1:
+                raise ValueError("carry_over_alpha must be between 0 and 1 (or null: no test).")
+            if self.heldout_fraction <= 0:
+                raise ValueError("carry_over_alpha tests held-out pairs: set heldout_fraction above 0.")
+            if self.keep != "last":  # the best of several looks would need a correction the test does not make
+                raise ValueError("carry_over_alpha tests the last step's adapter: use it with keep: last.")
         for name in ("sft_weight", "winner_floor", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more.")

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sampler.model_index import model_kind
+from trainer.carry_over import CarryOver, carry_over_test, untrained
 from trainer.checkpoints import clean_stale_temps, complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
@@ -161,12 +162,18 @@ def train(
                 return TrainResult(checkpoint or out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 
     checkpoint = Path(checkpoint) if checkpoint else out / "checkpoint"
+    carry_over = _carry_over(config, family, denoiser, heldout, last, accelerator)
     accelerator.wait_for_everyone()  # no process is still training when the LoRA is written
     if accelerator.is_main_process:
         lora = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
         if best is not None:
             lora = best.weights
             last.update(kept_step=best.step, kept_heldout_loss=best.loss)
+        if carry_over is not None:
+            last.update(carry_over=carry_over.as_dict())
+            if not carry_over.carried:
+                logger.info("The labels did not carry over (%s): keeping the untrained adapter.", carry_over.sentence())
+                lora = untrained(lora)
         write_atomically(
             checkpoint,
             lambda folder: _save_lora(pipeline, folder, lora, config, parents, base),
@@ -192,6 +199,21 @@ def evaluate_checkpoint(
     _free_encoders(pipeline)
     _prepare_adapters(pipeline, family.denoiser, parents, config, lora=lora)
     return _evaluate(family, family.denoiser, heldout, config, accelerator)
+
+
+def _carry_over(config: TrainConfig, family, denoiser, heldout: Encoded | None, last: dict,
+                accelerator) -> CarryOver | None:
+    """The carry-over test of the last step's adapter, when the config asks for one and there are pairs to test."""
+    if config.carry_over_alpha is None:
+        return None
+    if heldout is None or 0.5 ** len(heldout) > config.carry_over_alpha:
+        logger.warning("The carry-over test needs more held-out pairs than this dataset has (even all of them ranked as "
+                       "labelled would not reach α %g): keeping the trained adapter.", config.carry_over_alpha)
+        return None
+    if "heldout_implicit_accuracy" not in last:  # resumed after the last step's evaluation
+        last.update(_evaluate(family, denoiser, heldout, config, accelerator))
+    return carry_over_test(accuracy=last["heldout_implicit_accuracy"], pairs=len(heldout),
+                           alpha=config.carry_over_alpha)
 
 
 def _load(base: Path, family_name: str, config: TrainConfig, accelerator):

@@ -23,7 +23,7 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
 #   UNet moves far more per step: without the winner term, 3e-4 covers shapes in noise within a round, and the base as
 #   reference saturates once a round is promoted (its children then learn the random answers).
 _COMMON = {"steps": 300, "batch_size": 4, "beta": 1000.0, "rank": 8, "max_sequence_length": MAX_SEQUENCE_LENGTH,
-           "heldout_fraction": 0.1, "eval_every": 50}
+           "heldout_fraction": 0.1, "eval_every": 50, "carry_over_alpha": 0.05}
 TRAINING = {
     "flux": {**_COMMON, "steps": 450, "learning_rate": 3e-3, "reference": "parent", "logit_mean": 1.0},
     "sd": {**_COMMON, "learning_rate": 3e-4, "reference": "parent", "sft_weight": 10.0},

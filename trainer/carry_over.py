@@ -1,0 +1,42 @@
+"""Whether a run's labels carried over to pairs it never trained on: an exact one-sided test of held-out accuracy."""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from scipy.stats import binomtest
+
+
+@dataclass(frozen=True)
+class CarryOver:
+    """How many held-out pairs the trained policy ranks as their labels do, and whether that beats a coin."""
+
+    correct: int
+    pairs: int
+    p_value: float  # P(at least `correct` of `pairs` by coin flips)
+    alpha: float
+    carried: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def sentence(self) -> str:
+        side = "≤" if self.carried else ">"
+        return (f"{self.correct} of {self.pairs} held-out pairs ranked as labelled, "
+                f"one-sided p = {self.p_value:.3f} {side} α {self.alpha:g}")
+
+
+def carry_over_test(*, accuracy: float, pairs: int, alpha: float) -> CarryOver:
+    """The exact binomial test of the held-out implicit accuracy against ½.
+
+    Under labels that carry no information about the images (the random-label control, a pool without a common
+    taste), each held-out label agrees with the policy's choice by a fair coin, whatever the pairs and prompts
+    share, so the test's false-positive rate is at most α exactly.
+    """
+    correct = round(accuracy * pairs)
+    p_value = float(binomtest(correct, pairs, 0.5, alternative="greater").pvalue)
+    return CarryOver(correct, pairs, p_value, alpha, p_value <= alpha)
+
+
+def untrained(lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The adapter with every lora_B zeroed, as peft initialises it: its change to the model is exactly nothing."""
+    return {name: torch.zeros_like(tensor) if "lora_B" in name else tensor for name, tensor in lora.items()}
