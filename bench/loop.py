@@ -436,6 +436,9 @@ class LoopResult:
     # The control's every trained child, in round order (each a separate draw of what random labels do)
     children_same_seed_win_rates: list[float] = field(default_factory=list)
     children_independent_seed_win_rates: list[float] = field(default_factory=list)
+    # The adapters the carry-over test declined (their rounds kept the parent), as children would have scored
+    declined_same_seed_win_rates: list[float] = field(default_factory=list)
+    declined_independent_seed_win_rates: list[float] = field(default_factory=list)
 
 
 def parse_args() -> argparse.Namespace:
@@ -494,7 +497,9 @@ def gunicorn(env: dict[str, str]):
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"{url}/api/schema/", timeout=2)
+                # A light page: two cold schema requests racing in one worker (a timed-out try and its retry) trip a
+                # thread race in drf-spectacular's extension loading, which logs a traceback.
+                httpx.get(f"{url}/admin/login/", timeout=2)
                 break
             except httpx.HTTPError:
                 if server.poll() is not None or time.monotonic() > deadline:
@@ -592,16 +597,19 @@ def round_run(taste, args, number: int, bar) -> dict:
         # adapter and ended without an evaluation.
         "carry_over": ((job.metrics if job else None) or {}).get("carry_over"),
         "number": number, "state": round_.state, "error": round_.error, "promoted": decision.get("promote"),
-        "win_rate": (decision.get("win") or {}).get("rate"), "win_low": (decision.get("win") or {}).get("low"),
+        # No rate where no eval judgement came in (a round the carry-over test ended): no bound either.
+        "win_rate": (decision.get("win") or {}).get("rate"),
+        "win_low": (decision.get("win") or {}).get("low") if (decision.get("win") or {}).get("n") else None,
         # The child against the base, measured head-to-head (its eval pairs in round 1, child-vs-base pairs after).
         "cumulative": {k: measured[k] for k in ("rate", "low", "high", "n")} if measured.get("n") else None,
         "child": round_.child_checkpoint_id, "seconds": time.monotonic() - started,
     }
 
 
-def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, children=()) -> dict:
+def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, children=(), declined=()) -> dict:
     """The oracle's verdicts of final over base on the same and on independent seeds; flat share, adherence; and
-    the verdicts of each of `children` (trained checkpoints, the last one last) over the base."""
+    the verdicts of each of `children` (trained checkpoints, the last one last) and of `declined` (the adapters the
+    carry-over test kept out, on their parents) over the base."""
     from sampler.generate import render
     from sampler.loading import pipelines
     from sampler.toy.checkers import adherence, read
@@ -638,6 +646,8 @@ def compare(base_spec, final_spec, prompts: list[str], oracle: str, params, chil
         "child_same_seed_win_rate": children_same[-1] if children else same_seed,
         "child_independent_seed_win_rate": children_independent[-1] if children else independent_seed,
         "children_same_seed_win_rates": children_same, "children_independent_seed_win_rates": children_independent,
+        "declined_same_seed_win_rates": [win_rate(images(spec, same), base) for spec in declined],
+        "declined_independent_seed_win_rates": [win_rate(images(spec, independent_seeds), base) for spec in declined],
         "flat_share_base": flat(base), "flat_share_final": flat(final + independent),
         "adherence_base": adherent(base), "adherence_final": adherent(final + independent),
     }
@@ -673,11 +683,27 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
     else:  # the last trained child, where the gate kept it out of the final checkpoint
         children = [last_child] if last_child is not None and last_child != final.pk else []
     children = [checkpoint_spec(Checkpoint.objects.get(pk=pk)) for pk in children]
-    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, children=children)
+    declined = [declined_spec(Checkpoint.objects.get(pk=r["child"])) for r in results
+                if r["child"] and r.get("carry_over") and not r["carry_over"]["carried"]]
+    figures = compare(checkpoint_spec(root), checkpoint_spec(final), prompts, args.oracle, params, children=children,
+                      declined=[spec for spec in declined if spec is not None])
     if last_child is None:  # no round trained a child: nothing to score (the base against itself is 50%)
         figures["child_same_seed_win_rate"] = figures["child_independent_seed_win_rate"] = None
     cumulative_against_base(taste, results)
     return LoopResult(oracle=oracle, rounds=results, wall_s=time.monotonic() - started, **figures)
+
+
+def declined_spec(child):
+    """The adapter the carry-over test declined in the child's round, on the child's parent (None if not kept)."""
+    from annotate.sampling import checkpoint_spec
+    from sampler.spec import ModelSpec
+    from trainer.carry_over import DECLINED_FOLDER
+
+    folder = Path(child.lora_path).parent / DECLINED_FOLDER
+    if not folder.is_dir():
+        return None
+    parent = checkpoint_spec(child.parent)
+    return ModelSpec(parent.base_path, (*parent.lora_paths, str(folder)))
 
 
 def cumulative_against_base(taste, results: list[dict]) -> None:
@@ -832,6 +858,9 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         # Every child the control trained, in round order: its last one's same-seed figure is one draw of a wide spread.
         "control_children_same_seed_win_rates": control.children_same_seed_win_rates if control else None,
         "control_children_independent_seed_win_rates": control.children_independent_seed_win_rates if control else None,
+        # The control's adapters the carry-over test declined, scored as if kept: the drift the test stops.
+        "control_declined_same_seed_win_rates": control.declined_same_seed_win_rates if control else None,
+        "control_declined_independent_seed_win_rates": control.declined_independent_seed_win_rates if control else None,
         # Each round's child against the base, measured head-to-head (decision["cumulative"]), and as implied by
         # Bradley–Terry strengths over every eval and child-vs-base judgement of the taste.
         "cumulative_vs_base": [r.get("cumulative") for r in main_loop.rounds] if main_loop else None,
@@ -868,6 +897,10 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
             print(f"the trainer's carry-over test kept {sum(t['carried'] for t in tests)} of {len(tests)} control "
                   f"adapters (α {tests[0]['alpha']:g}); a control round that failed it trained an adapter and kept the "
                   "parent, so its child scores 50% by construction")
+        if control.declined_same_seed_win_rates:
+            print(f"the adapters it declined, had they been kept, same seeds: "
+                  f"{rates(control.declined_same_seed_win_rates)}; independent seeds: "
+                  f"{rates(control.declined_independent_seed_win_rates)}")
     print()
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

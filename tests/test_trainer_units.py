@@ -121,10 +121,15 @@ def test_config_from_yaml_and_family_defaults(tmp_path):
 
 
 def test_the_carry_over_test_is_the_exact_one_sided_binomial_tail_and_keeps_nothing_when_it_fails():
-    # P(X ≥ 23 | 34 fair coins) = 0.0288 and P(X ≥ 22) = 0.0607: the 5% line sits between them.
-    passed = carry_over_test(accuracy=23 / 34, pairs=34, alpha=0.05)
-    failed = carry_over_test(accuracy=22 / 34, pairs=34, alpha=0.05)
+    # P(X ≥ 23 | 34 fair coins) = 0.0288 and P(X ≥ 22) = 0.0607: the 5% line sits between them. A pair counts by
+    # the sign of its margin averaged over the draws: here each pair has one draw against it.
+    def margins(right: int) -> torch.Tensor:
+        signs = torch.tensor([1.0] * right + [-1.0] * (34 - right)).unsqueeze(1)
+        return torch.cat([signs * 3, -signs, signs], dim=1)  # (34 pairs, 3 draws): means ±1
+
+    passed, failed = carry_over_test(margins=margins(23), alpha=0.05), carry_over_test(margins=margins(22), alpha=0.05)
     assert (passed.correct, passed.carried, failed.correct, failed.carried) == (23, True, 22, False)
+    assert (passed.pairs, passed.draws) == (34, 3)
     assert passed.p_value == pytest.approx(sum(math.comb(34, k) for k in range(23, 35)) / 2 ** 34)
     assert failed.p_value == pytest.approx(0.0607, abs=1e-4)
     assert "22 of 34" in failed.sentence() and "> α 0.05" in failed.sentence()

@@ -5,6 +5,11 @@ from dataclasses import asdict, dataclass
 import torch
 from scipy.stats import binomtest
 
+# Noise draws per held-out pair: the policy's choice on a pair is the sign of its DPO margin averaged over these
+# (one draw alone flips many a pair the policy does prefer, and the test loses power; docs/training.md, *Session 18*).
+DRAWS = 8
+DECLINED_FOLDER = "declined-adapter"  # where a run that failed the test leaves the adapter it trained, for the record
+
 
 @dataclass(frozen=True)
 class CarryOver:
@@ -12,6 +17,7 @@ class CarryOver:
 
     correct: int
     pairs: int
+    draws: int  # noise draws averaged per pair
     p_value: float  # P(at least `correct` of `pairs` by coin flips)
     alpha: float
     carried: bool
@@ -25,16 +31,18 @@ class CarryOver:
                 f"one-sided p = {self.p_value:.3f} {side} α {self.alpha:g}")
 
 
-def carry_over_test(*, accuracy: float, pairs: int, alpha: float) -> CarryOver:
-    """The exact binomial test of the held-out implicit accuracy against ½.
+def carry_over_test(*, margins: torch.Tensor, alpha: float) -> CarryOver:
+    """The exact binomial test against ½ of the share of held-out pairs whose mean DPO margin (`margins`, (pairs,
+    draws), each the `inside` of a draw) leans towards the labelled winner.
 
     Under labels that carry no information about the images (the random-label control, a pool without a common
     taste), each held-out label agrees with the policy's choice by a fair coin, whatever the pairs and prompts
     share, so the test's false-positive rate is at most α exactly.
     """
-    correct = round(accuracy * pairs)
+    pairs, draws = margins.shape
+    correct = int((margins.mean(dim=1) > 0).sum())
     p_value = float(binomtest(correct, pairs, 0.5, alternative="greater").pvalue)
-    return CarryOver(correct, pairs, p_value, alpha, p_value <= alpha)
+    return CarryOver(correct, pairs, draws, p_value, alpha, p_value <= alpha)
 
 
 def untrained(lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

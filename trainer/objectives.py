@@ -13,6 +13,7 @@ class DpoTerms:
     dpo: torch.Tensor  # () the DPO term, winner floor included (ln 2 while the policy equals the reference)
     implicit_accuracy: torch.Tensor  # () share of pairs with `inside` > 0: the policy moved toward the winner
     margin: torch.Tensor  # () mean of `inside`: the implicit reward margin, less the winner floor's penalty if any
+    inside: torch.Tensor  # (B,) each pair's `inside`
 
 
 def dpo_loss(
@@ -63,6 +64,7 @@ def dpo_loss(
         dpo=dpo,
         implicit_accuracy=(inside > 0).float().mean(),
         margin=inside.mean(),
+        inside=inside,
     )
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sampler.model_index import model_kind
-from trainer.carry_over import CarryOver, carry_over_test, untrained
+from trainer.carry_over import DECLINED_FOLDER, DRAWS, CarryOver, carry_over_test, untrained
 from trainer.checkpoints import clean_stale_temps, complete_states, prune_states, write_atomically
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, PreferencePair, load_pairs, split_heldout
@@ -162,7 +162,7 @@ def train(
                 return TrainResult(checkpoint or out / "checkpoint", metrics_path, step + 1, len(pairs), ties, last)
 
     checkpoint = Path(checkpoint) if checkpoint else out / "checkpoint"
-    carry_over = _carry_over(config, family, denoiser, heldout, last, accelerator)
+    carry_over = _carry_over(config, family, denoiser, heldout, accelerator)
     accelerator.wait_for_everyone()  # no process is still training when the LoRA is written
     if accelerator.is_main_process:
         lora = get_peft_model_state_dict(accelerator.unwrap_model(denoiser), adapter_name=ADAPTER)
@@ -173,6 +173,9 @@ def train(
             last.update(carry_over=carry_over.as_dict())
             if not carry_over.carried:
                 logger.info("The labels did not carry over (%s): keeping the untrained adapter.", carry_over.sentence())
+                write_atomically(out / DECLINED_FOLDER,
+                                 lambda folder: _save_lora(pipeline, folder, lora, config, parents, base),
+                                 meta={"steps": config.steps, "carry_over": carry_over.as_dict()})
                 lora = untrained(lora)
         write_atomically(
             checkpoint,
@@ -201,8 +204,7 @@ def evaluate_checkpoint(
     return _evaluate(family, family.denoiser, heldout, config, accelerator)
 
 
-def _carry_over(config: TrainConfig, family, denoiser, heldout: Encoded | None, last: dict,
-                accelerator) -> CarryOver | None:
+def _carry_over(config: TrainConfig, family, denoiser, heldout: Encoded | None, accelerator) -> CarryOver | None:
     """The carry-over test of the last step's adapter, when the config asks for one and there are pairs to test."""
     if config.carry_over_alpha is None:
         return None
@@ -210,10 +212,15 @@ def _carry_over(config: TrainConfig, family, denoiser, heldout: Encoded | None, 
         logger.warning("The carry-over test needs more held-out pairs than this dataset has (even all of them ranked as "
                        "labelled would not reach α %g): keeping the trained adapter.", config.carry_over_alpha)
         return None
-    if "heldout_implicit_accuracy" not in last:  # resumed after the last step's evaluation
-        last.update(_evaluate(family, denoiser, heldout, config, accelerator))
-    return carry_over_test(accuracy=last["heldout_implicit_accuracy"], pairs=len(heldout),
-                           alpha=config.carry_over_alpha)
+    denoiser.eval()
+    with torch.no_grad():
+        margins = torch.stack([
+            _dpo_terms(family, denoiser, heldout, config, torch.Generator().manual_seed(config.seed + 2_000 + draw),
+                       accelerator)[0].inside.float().cpu()
+            for draw in range(DRAWS)
+        ], dim=1)  # (pairs, draws)
+    denoiser.train()
+    return carry_over_test(margins=margins, alpha=config.carry_over_alpha)
 
 
 def _load(base: Path, family_name: str, config: TrainConfig, accelerator):

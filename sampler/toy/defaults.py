@@ -10,7 +10,8 @@ SAMPLING = {family: {"steps": steps, "guidance": DEFAULT_GUIDANCE, "width": SIZE
                      "max_sequence_length": MAX_SEQUENCE_LENGTH} for family, steps in DEFAULT_STEPS.items()}
 # How a round trains on each toy model, chosen with bench/loop.py (three rounds of 300 labels, `textured` oracle at
 # 10% noise; same-seed / independent-seed win over the base; its docstring tables every setting tried). A rank-8 LoRA
-# at β 1000, 4 pairs a step; the rest differs by family:
+# at β 1000, 4 pairs a step, and the carry-over test at α 0.05 (trainer/carry_over.py: a round whose labels do not
+# carry over to its held-out pairs keeps the parent; since session 18, docs/training.md); the rest differs by family:
 # - flux: lr 3e-3 against the parent, 450 steps, σ logit-normal with mean 1 (towards the high noise levels where the
 #   sampler decides the mode): 91.7–100% / 72–91% in five runs with the control on the rebuilt toy FLUX, 96.2–99.2% /
 #   80.8–85.4% in three more (docs/training.md, *Where the noise levels are drawn*, *Session 13*; mean 0 gave
