@@ -173,10 +173,11 @@ def train(
             last.update(carry_over=carry_over.as_dict())
             if not carry_over.carried:
                 logger.info("The labels did not carry over (%s): keeping the untrained adapter.", carry_over.sentence())
+                trained = lora
                 write_atomically(out / DECLINED_FOLDER,
-                                 lambda folder: _save_lora(pipeline, folder, lora, config, parents, base),
+                                 lambda folder: _save_lora(pipeline, folder, trained, config, parents, base),
                                  meta={"steps": config.steps, "carry_over": carry_over.as_dict()})
-                lora = untrained(lora)
+                lora = untrained(trained)
         write_atomically(
             checkpoint,
             lambda folder: _save_lora(pipeline, folder, lora, config, parents, base),
