@@ -172,6 +172,7 @@ random-label rounds 0.35-0.56. With it, one run a line, with the control (a1, s1
     b1   FLUX textured   96.7%   76.7%   100→99.2%  1, 2      27, 25, 26              20, 15, 19  63.3, 44.2, 62.1%              10.7
     k1   FLUX dark       100%    83.8%   100→96.2%  1, 2, 3   25, 28, 31              15, 15, 16  51.7, 34.2, 26.7%              9.2
     s2   SD dark         100%    82.1%   100→97.1%  1         26, 29, 33              15, 13, 14  44.2, 65.8, 50.0%              17.3
+    b2   FLUX textured   94.2%   81.7%   100→99.6%  1, 2      31, 24, 27              15, 15, 20  42.9, 42.5, 49.2%              9.8
 No control adapter passed the test, so the control's child is its parent (50% by construction) in every run; the
 adapters it declined, scored as if kept, drift as in sessions 13-17. What fails on FLUX `textured` is the loop's own
 independent-seed figure, when a round is rejected on adherence or ended by the test.
