@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig.from_dict({**defaults.training, "steps": 1, "batch_size": 1, "heldout_fraction": 0,
                                         "checkpoint_every": 10, "eval_every": 10, "keep": "last",
+                                        "carry_over_alpha": None,  # one step holds nothing out to test
                                         "max_sequence_length": params.max_sequence_length, **train_settings})
     except (TypeError, ValueError) as exc:
         print(f"gpu_smoke: {exc}", file=sys.stderr)
