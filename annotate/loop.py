@@ -134,11 +134,11 @@ def round_decline(*, round_id: int, candidate: Checkpoint, carry_over: dict) -> 
     with transaction.atomic():
         if not rounds.round_advance(round_id=round_id, from_state=S.TRAINING):
             return False
-        round_ = Round.objects.select_related("parent_checkpoint").get(pk=round_id)
-        decision = promotion_decision(clustered_rate([]), threshold=round_.promotion_threshold)
+        threshold = Round.objects.values_list("promotion_threshold", flat=True).get(pk=round_id)
+        no_judgements = win_record(clustered_rate([]))
         record = {
-            "promote": False, "rule_promote": False, "win": decision.win, "threshold": decision.threshold,
-            "guard_rails": {}, "cumulative": {"source": "none", "win": decision.win}, "carry_over": carry_over,
+            "promote": False, "rule_promote": False, "win": no_judgements, "threshold": threshold,
+            "guard_rails": {}, "cumulative": {"source": "none", "win": no_judgements}, "carry_over": carry_over,
             "reason": (f"the labels did not carry over to held-out pairs ({carry_over['correct']} of "
                        f"{carry_over['pairs']} ranked as labelled, one-sided p = {carry_over['p_value']:.3f} > "
                        f"α {carry_over['alpha']:g}): the child equals its parent and was not evaluated"),

@@ -611,11 +611,10 @@ def round_run(taste, args, number: int, bar) -> dict:
     round_ = Round.objects.get(pk=round_.pk)
     decision = round_.decision or {}
     measured = (decision.get("cumulative") or {}).get("win") or {}
-    job = round_.training_jobs.order_by("-id").first()
     return {
         # The trainer's carry-over test (trainer/carry_over.py), when it ran: a round that failed it kept the untrained
         # adapter and ended without an evaluation.
-        "carry_over": ((job.metrics if job else None) or {}).get("carry_over"),
+        "carry_over": loop.round_carry_over(round_),
         "number": number, "state": round_.state, "error": round_.error, "promoted": decision.get("promote"),
         # No rate where no eval judgement came in (a round the carry-over test ended): no bound either.
         "win_rate": (decision.get("win") or {}).get("rate"),
