@@ -473,6 +473,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-pairs", type=int, default=96, help="child-vs-parent pairs per round")
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--ignore-prompt", action="store_true",
+                        help="annotators who judge by the taste alone, not first by whether an image shows its caption "
+                             "(the bench before session 19)")
     parser.add_argument("--images", type=int, default=120, help="held-out (prompt, seed) pairs in the final comparison")
     parser.add_argument("--train-steps", type=int, default=None, help="default: sampler/toy/defaults.py")
     parser.add_argument("--lr", type=float, default=None)
@@ -534,9 +537,9 @@ def gunicorn(env: dict[str, str]):
 class Annotators:
     """Simulated annotators of one taste, judging over HTTP in a background thread until stopped."""
 
-    def __init__(self, url: str, taste: str, oracle: str, noise: float, count: int) -> None:
+    def __init__(self, url: str, taste: str, oracle: str, noise: float, count: int, ignore_prompt: bool) -> None:
         self.args = ["--taste", taste, "--oracle", oracle, "--noise", str(noise), "--annotators", str(count),
-                     "--until-idle", "--idle", "2", "--url", url]
+                     "--until-idle", "--idle", "2", "--url", url, *(["--ignore-prompt"] if ignore_prompt else [])]
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -580,8 +583,11 @@ def world_create(slug: str, model: Path, heldout: list[str], train: list[str]):
 
 def round_run(taste, args, number: int, bar) -> dict:
     """Create and start one round on the taste's current checkpoint, then play the beat until it settles."""
+    from django.db.models import Q
+
     from annotate import loop, tasks
-    from annotate.models import Prompt, Round
+    from annotate.models import Judgement, Pair, Prompt, Round
+    from sampler.toy.oracles import OFF_PROMPT
 
     train_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "train"]).values_list("id", flat=True))
     heldout_ids = list(Prompt.objects.filter(tags__contains=[taste.slug, "heldout"]).values_list("id", flat=True))
@@ -610,6 +616,7 @@ def round_run(taste, args, number: int, bar) -> dict:
         time.sleep(0.5)
     round_ = Round.objects.get(pk=round_.pk)
     decision = round_.decision or {}
+    off_prompt = Q(flags_a__contains=[OFF_PROMPT]) | Q(flags_b__contains=[OFF_PROMPT])
     measured = (decision.get("cumulative") or {}).get("win") or {}
     return {
         # The trainer's carry-over test (trainer/carry_over.py), when it ran: a round that failed it kept the untrained
@@ -622,6 +629,8 @@ def round_run(taste, args, number: int, bar) -> dict:
         # The child against the base, measured head-to-head (its eval pairs in round 1, child-vs-base pairs after).
         "cumulative": {k: measured[k] for k in ("rate", "low", "high", "n")} if measured.get("n") else None,
         "child": round_.child_checkpoint_id, "seconds": time.monotonic() - started,
+        # Train labels where an annotator saw an image that does not show its caption (flagged "doesn't match").
+        "off_prompt_labels": Judgement.objects.filter(off_prompt, pair__round=round_, pair__kind=Pair.Kind.TRAIN).count(),
     }
 
 
@@ -683,7 +692,7 @@ def loop_run(url: str, args, oracle: str, noise: float) -> LoopResult:
     train, heldout = defaults.split_captions()
     taste = world_create(f"loop-{oracle}", args.model, heldout, train)
     results = []
-    with Annotators(url, taste.slug, oracle, noise, args.annotators):
+    with Annotators(url, taste.slug, oracle, noise, args.annotators, args.ignore_prompt):
         bar = tqdm(range(1, args.rounds + 1), desc=f"{oracle} loop", unit="round")
         for number in bar:
             results.append(round_run(Taste.objects.get(pk=taste.pk), args, number, bar))
@@ -889,7 +898,10 @@ def report(args, loops: list[LoopResult], wall: float) -> None:
         # Each round's carry-over test (null where the config runs none): a failed one kept the parent.
         "carry_over": [r.get("carry_over") for r in main_loop.rounds] if main_loop else None,
         "control_carry_over": [r.get("carry_over") for r in control.rounds] if control else None,
+        # Each round's train labels where an annotator flagged an image "doesn't match the prompt".
+        "off_prompt_labels": [r.get("off_prompt_labels") for r in main_loop.rounds] if main_loop else None,
         "wall_s": wall, "model": args.model.name, "rounds": args.rounds, "labels": args.labels, "noise": args.noise,
+        "annotators_mind_prompt": not args.ignore_prompt,
         "training": {k: v for k, v in training_settings(args).items() if k != "seed"},
         "promoted": [r["promoted"] for r in main_loop.rounds] if main_loop else None,
         "control_promoted": [r["promoted"] for r in control.rounds] if control else None,

@@ -18,6 +18,8 @@ from annotate.demo import demo_url_record
 from annotate.images import image_store
 from annotate.models import BaseModel, Checkpoint, Judgement, Pair, Prompt, Round, Taste, TrainingJob
 from sampler.toy.oracles import judge
+from sampler.toy.checkers import read
+from sampler.toy.world import Spec, draw
 from tests.conftest import REPO, VENV_BIN, free_port
 from tests.models import build_tiny_flux
 
@@ -47,6 +49,25 @@ def grey_round(slug: str = "sim") -> Round:
     return round_
 
 
+def toy_png(spec: Spec) -> bytes:
+    out = io.BytesIO()
+    draw(spec, seed=5)[0].save(out, format="PNG")
+    return out.getvalue()
+
+
+def caption_round(slug: str = "sim") -> Round:
+    """Four pairs for "a red circle": a flat red circle against a textured blue square, A and B in turn."""
+    taste = services.taste_create(slug=slug)
+    round_ = Round.objects.create(taste=taste, number=1, state=Round.State.ANNOTATING, overlap=1)
+    prompt = Prompt.objects.create(text="a red circle")
+    shown = toy_png(Spec(shape="circle", colour="red", texture="flat"))
+    off = toy_png(Spec(shape="square", colour="blue", texture="stripes"))
+    for index in range(4):
+        a, b = (image_store(prompt=prompt, data=data) for data in ((shown, off) if index % 2 else (off, shown)))
+        Pair.objects.create(round=round_, taste=taste, prompt=prompt, image_a=a, image_b=b, overlap=1)
+    return round_
+
+
 def simulators() -> list[str]:
     return list(get_user_model().objects.filter(username__startswith="sim-").values_list("username", flat=True))
 
@@ -60,6 +81,26 @@ def test_dark_oracle_annotators_judge_every_pair_for_the_darker_image(live_serve
     for judgement in Judgement.objects.select_related("pair__image_a", "pair__image_b"):
         darker = "a" if brightness(judgement.pair.image_a) < brightness(judgement.pair.image_b) else "b"
         assert judgement.choice == darker
+
+
+@pytest.mark.parametrize("ignore_prompt", [False, True])
+def test_a_tastes_annotators_take_the_image_that_shows_its_caption_and_flag_the_other(live_server, ignore_prompt):
+    """The textured annotator prefers the striped blue square on taste alone; minding the prompt, as a person does,
+    it takes the red circle the caption asks for and flags the square "doesn't match the prompt"."""
+    caption_round()
+    call_command("simulate_annotators", "--taste", "sim", "--oracle", "textured", "--annotators", "1", "--until-idle",
+                 "--idle", "1", "--url", live_server.url, *(["--ignore-prompt"] if ignore_prompt else []),
+                 stdout=io.StringIO())
+    judgements = list(Judgement.objects.select_related("pair__image_a"))
+    assert len(judgements) == 4
+    for judgement in judgements:
+        with default_storage.open(judgement.pair.image_a.file.name, "rb") as handle:
+            a_is_circle = read(Image.open(handle)).shape == "circle"
+        circle, square = ("a", "b") if a_is_circle else ("b", "a")
+        assert judgement.choice == (square if ignore_prompt else circle)
+        square_flags = judgement.flags_b if a_is_circle else judgement.flags_a
+        circle_flags = judgement.flags_a if a_is_circle else judgement.flags_b
+        assert circle_flags == [] and square_flags == ([] if ignore_prompt else ["off_prompt"])
 
 
 def test_without_url_it_judges_at_the_url_the_demo_recorded_and_logs_progress_only(live_server, caplog, tmp_path):
@@ -252,3 +293,26 @@ def test_oracles_with_noise_and_the_random_control():
     assert 0.4 < control.count("left") / 400 < 0.6
     with pytest.raises(ValueError, match="Unknown oracle"):
         judge("pretty", dark, light, rng=rng)
+
+
+def test_minding_the_prompt_decides_only_between_an_image_that_shows_its_caption_and_one_that_does_not():
+    import random
+
+    from sampler.toy.oracles import flags, shows_caption
+
+    rng = random.Random(0)
+    circle = draw(Spec(shape="circle", colour="red", texture="flat"), seed=5)[0]
+    striped = draw(Spec(shape="circle", colour="red", texture="stripes"), seed=5)[0]
+    square = draw(Spec(shape="square", colour="red", texture="stripes"), seed=5)[0]
+    prompt = "a red circle"
+    assert judge("textured", circle, square, rng=rng) == "right"  # the taste alone takes the stripes
+    assert judge("textured", circle, square, rng=rng, prompt=prompt) == "left"
+    assert judge("textured", square, circle, rng=rng, prompt=prompt) == "right"
+    assert judge("textured", circle, striped, rng=rng, prompt=prompt) == "right"  # both show it: the taste decides
+    assert judge("textured", circle, square, rng=rng, prompt="a grey square 1") == "right"  # not a toy caption
+    assert shows_caption(circle, "a grey square 1") is None and flags("textured", circle, "a grey square 1") == []
+    assert flags("textured", square, prompt) == ["off_prompt"] and flags("textured", striped, prompt) == []
+    assert flags("random", square, prompt) == [] and flags("textured", square, None) == []
+    # The control stays a coin: the prompt changes nothing for the random annotator.
+    coins = [judge("random", circle, square, rng=rng, prompt=prompt) for _ in range(400)]
+    assert 0.4 < coins.count("left") / 400 < 0.6

@@ -51,9 +51,12 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--duration-ms", type=int, default=2500,
                             help="the time to answer each judgement reports (under the taste's speed floor: too fast)")
+        parser.add_argument("--ignore-prompt", action="store_true",
+                            help="judge by the taste alone: no preference for the image that shows its caption, and "
+                                 "no \"doesn't match the prompt\" flags (the annotators of before session 19)")
 
     def handle(self, *args, taste, oracle, annotators, noise, until_idle, until_decided, idle, timeout, poll, url,
-               seed, duration_ms=2500, **options):
+               seed, duration_ms=2500, ignore_prompt=False, **options):
         taste_row = Taste.objects.filter(slug=taste).first()
         if taste_row is None:
             raise CommandError(f"There is no taste '{taste}'.")
@@ -65,6 +68,7 @@ class Command(BaseCommand):
         quiet = _quiet_http_logs()
         team = Team(url="", taste=taste, oracle=oracle, noise=noise, until_idle=until_idle, idle=idle)
         team.duration_ms = max(0, duration_ms)
+        team.mind_prompt = not ignore_prompt
         try:
             team.url = server_check(url)  # before any user is made: nothing is left behind when no server answers
             tokens = [self.annotator_token(taste_row, f"sim-{oracle}-{index}") for index in range(annotators)]
@@ -223,6 +227,7 @@ class Team:
         self.url, self.taste, self.oracle, self.noise = url, taste, oracle, noise
         self.until_idle, self.idle = until_idle, idle
         self.duration_ms = 2500
+        self.mind_prompt = True  # a taste's annotator takes the image that shows its caption, and flags the other
         self.stopped = threading.Event()
         self.counts: list[int] = []
         self.errors: list[str] = []
@@ -260,7 +265,7 @@ class Team:
             client.close()
 
     def judge(self, client: httpx.Client, rng: random.Random, index: int) -> None:
-        from sampler.toy.oracles import judge
+        from sampler.toy.oracles import flags, judge
 
         quiet_since, wait = time.monotonic(), 0.25
         while not self.stopped.is_set():
@@ -276,9 +281,12 @@ class Team:
             for item in response.json():
                 left, right = (Image.open(io.BytesIO(self.call(client, "GET", item[side]["url"]).content))
                                for side in ("left", "right"))
-                choice = judge(self.oracle, left, right, noise=self.noise, rng=rng)
+                prompt = item["prompt"] if self.mind_prompt else None
+                choice = judge(self.oracle, left, right, noise=self.noise, rng=rng, prompt=prompt)
                 response = self.call(client, "POST", "/api/v1/judgements/", gone_ok=True, json={
-                    "assignment": item["id"], "choice": choice, "client_uuid": str(uuid.uuid4()), "duration_ms": self.duration_ms,
+                    "assignment": item["id"], "choice": choice, "client_uuid": str(uuid.uuid4()),
+                    "duration_ms": self.duration_ms, "flags_left": flags(self.oracle, left, prompt),
+                    "flags_right": flags(self.oracle, right, prompt),
                 })
                 if response.is_success:
                     self.counts[index] += 1
