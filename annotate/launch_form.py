@@ -16,6 +16,7 @@ MODEL_FIELDS = {
     "steps": ("sampling", "steps"), "guidance": ("sampling", "guidance"), "size": ("sampling", "width"),
     "beta": ("training", "beta"), "learning_rate": ("training", "learning_rate"), "train_steps": ("training", "steps"),
     "rank": ("training", "rank"), "reference": ("training", "reference"),
+    "carry_over_alpha": ("training", "carry_over_alpha"),
 }
 
 
@@ -51,6 +52,12 @@ class LaunchRoundForm(forms.Form):
     reference = forms.ChoiceField(
         choices=[("", "—"), ("base", "base model"), ("parent", "parent (the model of the previous round)")],
         required=False, help_text="What the DPO objective measures the policy against.",
+    )
+    carry_over_alpha = _bounded(
+        forms.FloatField, "training.carry_over_alpha", required=False, label="Carry-over test's level α",
+        help_text="Keep the trained adapter only when it leans towards the held-out pairs' labelled winners more "
+                  "than a coin would, by a one-sided signed-rank test at this level; else the child is its parent. "
+                  "0: no test.",
     )
     promotion_threshold = _bounded(forms.FloatField, "promotion_threshold", initial=QUOTAS["promotion_threshold"],
                                    help_text="Promote when the win rate's 95% lower bound clears this.")
@@ -101,7 +108,10 @@ class LaunchRoundForm(forms.Form):
         optional = lambda pairs: {key: data[f] for key, f in pairs if data.get(f) not in (None, "")}  # noqa: E731
         sampling = optional([("steps", "steps"), ("guidance", "guidance"), ("width", "size"), ("height", "size")])
         training = optional([("beta", "beta"), ("learning_rate", "learning_rate"), ("steps", "train_steps"),
-                             ("rank", "rank"), ("reference", "reference")])
+                             ("rank", "rank"), ("reference", "reference"),
+                             ("carry_over_alpha", "carry_over_alpha")])
+        if training.get("carry_over_alpha") == 0:  # off, even where the model's own default runs the test
+            training["carry_over_alpha"] = None
         rails = {name: {key: data[field_name(name, key)] for key in rail.limits
                         if data.get(field_name(name, key)) is not None}
                  for name, rail in registry().items() if data.get(field_name(name))}
@@ -180,6 +190,8 @@ def launch_initial(taste: Taste) -> dict:
             initial.update({field_name(name, key): value for key, value in (limits or {}).items()})
     for name, (section, key) in MODEL_FIELDS.items():
         initial[name] = (sampling if section == "sampling" else training).get(key)
+    if initial["carry_over_alpha"] is None:  # no test: a blank would take the model's own default instead
+        initial["carry_over_alpha"] = 0
     return initial
 
 
@@ -189,7 +201,7 @@ def _heldout_share(round_: Round) -> float:
 
 
 def _show(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else "none" if value is None else str(value)
 
 
 def _join(*parts: str) -> str:

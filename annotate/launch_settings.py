@@ -54,6 +54,7 @@ LIMITS = {
     "training.winner_floor": Limit("winner floor weight", 0, 10_000),
     "training.anchor_weight": Limit("anchor weight", 0, 10_000),
     "training.warmup_steps": Limit("warm-up steps", 0, 50_000),
+    "training.carry_over_alpha": Limit("carry-over test's level α", 0, 0.5),
 }
 
 

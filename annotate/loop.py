@@ -140,7 +140,7 @@ def round_decline(*, round_id: int, candidate: Checkpoint, carry_over: dict) -> 
             "promote": False, "rule_promote": False, "win": no_judgements, "threshold": threshold,
             "guard_rails": {}, "cumulative": {"source": "none", "win": no_judgements}, "carry_over": carry_over,
             "reason": (f"the labels did not carry over to held-out pairs ({carry_over['correct']} of "
-                       f"{carry_over['pairs']} ranked as labelled, one-sided p = {carry_over['p_value']:.3f} > "
+                       f"{carry_over['pairs']} ranked as labelled, signed-rank p = {carry_over['p_value']:.3f} > "
                        f"α {carry_over['alpha']:g}): the child equals its parent and was not evaluated"),
             "by": "rule", "decided_at": timezone.now().isoformat(),
         }

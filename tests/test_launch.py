@@ -329,3 +329,35 @@ def test_launch_round_turns_rails_on_and_off_and_sets_their_limits(ready_taste, 
     Round.objects.update(state="done")
     call_command(*launch, "--no-rail", "all", stdout=io.StringIO())
     assert Round.objects.order_by("-number").first().guard_rails == {}
+
+
+def test_the_carry_over_test_is_set_per_launch_and_zero_turns_it_off(lead_browser, taste, model_dir):
+    own_defaults(model_dir, carry_over_alpha=0.05)
+    taste_base_checkpoint(taste=taste, model_path=model_dir)
+    taste.refresh_from_db()
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
+    assert form.fields["carry_over_alpha"].help_text.endswith("Blank: 0.05 (model's own default, from its chisel.json).")
+    assert form.initial["carry_over_alpha"] == 0.05
+    assert lead_browser.post("/admin/annotate/round/launch/", launch_form(taste, carry_over_alpha="0")).status_code == 302
+    off = Round.objects.get()
+    assert off.training_config["carry_over_alpha"] is None  # over the model's own 0.05
+    off.state = "done"
+    off.save()
+    form = lead_browser.get(f"/admin/annotate/round/launch/?taste={taste.slug}").context["form"]
+    assert form.initial["carry_over_alpha"] == 0  # prefilled as off, not blank (which would take 0.05)
+    refused = lead_browser.post("/admin/annotate/round/launch/", launch_form(taste, carry_over_alpha="0.9"))
+    assert refused.context["form"].errors["carry_over_alpha"] == ["Ensure this value is less than or equal to 0.5."]
+    assert lead_browser.post("/admin/annotate/round/launch/", launch_form(taste, carry_over_alpha="")).status_code == 302
+    assert Round.objects.order_by("-number").first().training_config["carry_over_alpha"] == 0.05
+
+
+def test_launch_round_sets_the_carry_over_test_or_turns_it_off(model_dir, tmp_path):
+    own_defaults(model_dir, carry_over_alpha=0.05)
+    call_command("create_taste", "shell-taste", "--model", str(model_dir), stdout=io.StringIO())
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS))
+    launch = ["launch_round", "--taste", "shell-taste", "--prompts", str(prompts), "--pairs", "10", "--overlap", "1"]
+    with pytest.raises(CommandError, match="carry-over test's level α 0.9 is out of bounds"):
+        call_command(*launch, "--carry-over-alpha", "0.9", stdout=io.StringIO())
+    call_command(*launch, "--carry-over-alpha", "0", stdout=io.StringIO())
+    assert Round.objects.get().training_config["carry_over_alpha"] is None

@@ -1,9 +1,9 @@
-"""Whether a run's labels carried over to pairs it never trained on: an exact one-sided test of held-out accuracy."""
+"""Whether a run's labels carried over to pairs it never trained on: an exact one-sided test of held-out margins."""
 
 from dataclasses import asdict, dataclass
 
 import torch
-from scipy.stats import binomtest
+from scipy.stats import wilcoxon
 
 # Noise draws per held-out pair: the policy's choice on a pair is the sign of its DPO margin averaged over these
 # (one draw alone flips many a pair the policy does prefer, and the test loses power; docs/training.md, *Session 18*).
@@ -13,12 +13,12 @@ DECLINED_FOLDER = "declined-adapter"  # where a run that failed the test leaves 
 
 @dataclass(frozen=True)
 class CarryOver:
-    """How many held-out pairs the trained policy ranks as their labels do, and whether that beats a coin."""
+    """How many held-out pairs the trained policy ranks as their labels do, and whether its lean beats a coin."""
 
     correct: int
     pairs: int
     draws: int  # noise draws averaged per pair
-    p_value: float  # P(at least `correct` of `pairs` by coin flips)
+    p_value: float  # Wilcoxon's signed-rank test, one-sided: P(a rank sum this large | labels are coin flips)
     alpha: float
     carried: bool
 
@@ -28,20 +28,25 @@ class CarryOver:
     def sentence(self) -> str:
         side = "≤" if self.carried else ">"
         return (f"{self.correct} of {self.pairs} held-out pairs ranked as labelled, "
-                f"one-sided p = {self.p_value:.3f} {side} α {self.alpha:g}")
+                f"signed-rank p = {self.p_value:.3f} {side} α {self.alpha:g}")
 
 
 def carry_over_test(*, margins: torch.Tensor, alpha: float) -> CarryOver:
-    """The exact binomial test against ½ of the share of held-out pairs whose mean DPO margin (`margins`, (pairs,
-    draws), each the `inside` of a draw) leans towards the labelled winner.
+    """Wilcoxon's signed-rank test, one-sided, that the held-out pairs' mean DPO margins (`margins`, (pairs, draws),
+    each the `inside` of a draw) lean towards the labelled winners.
 
-    Under labels that carry no information about the images (the random-label control, a pool without a common
-    taste), each held-out label agrees with the policy's choice by a fair coin, whatever the pairs and prompts
-    share, so the test's false-positive rate is at most α exactly.
+    Swapping a pair's winner and loser negates its margin exactly (both images share the draw's noise). So under
+    labels that carry no information about the images (the random-label control, a pool without a common taste),
+    each label gives its pair's margin a fair coin's sign, independent of its size and of every other pair's,
+    whatever the pairs and prompts share: every sign pattern of the ranks is equally likely, and the exact test's
+    false-positive rate is at most α. Unlike a count of signs, it weighs the pairs the policy leans on most, which
+    are those whose labels are surest (docs/training.md, *Session 19*). scipy computes it exactly up to 50 pairs
+    without tied sizes, by the normal approximation beyond.
     """
     pairs, draws = margins.shape
-    correct = int((margins.mean(dim=1) > 0).sum())
-    p_value = float(binomtest(correct, pairs, 0.5, alternative="greater").pvalue)
+    mean = margins.double().mean(dim=1)
+    correct = int((mean > 0).sum())
+    p_value = float(wilcoxon(mean.numpy(), alternative="greater").pvalue) if mean.any() else 1.0
     return CarryOver(correct, pairs, draws, p_value, alpha, p_value <= alpha)
 
 

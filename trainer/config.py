@@ -35,9 +35,9 @@ class TrainConfig:
     # "last": the adapter of the last step; "best": the one with the lowest held-out DPO loss at an evaluation
     # (every `eval_every` steps), counting the untrained adapter at ln 2 (trainer/selection.py)
     keep: str = "last"
-    # The run keeps its last step's adapter only when the held-out pairs it leans towards their labelled winner on
-    # (the sign of each pair's DPO margin, averaged over noise draws) beat a coin at this one-sided level (an exact
-    # binomial test), else the untrained one, a child equal to its parent; the round then ends without an evaluation
+    # The run keeps its last step's adapter only when its lean towards the held-out pairs' labelled winners (each
+    # pair's DPO margin, averaged over noise draws) beats a coin at this one-sided level (Wilcoxon's signed-rank
+    # test), else the untrained one, a child equal to its parent; the round then ends without an evaluation
     # (trainer/carry_over.py). None: always keep it.
     carry_over_alpha: float | None = None
     sft_weight: float = 0.0  # λ of a winner-fitting term added to the DPO loss (trainer/objectives.py)

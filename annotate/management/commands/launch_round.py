@@ -35,6 +35,9 @@ class Command(BaseCommand):
         model.add_argument("--train-steps", type=int)
         model.add_argument("--rank", type=int)
         model.add_argument("--reference", choices=("parent", "base"))
+        model.add_argument("--carry-over-alpha", type=float,
+                           help="keep the trained adapter only when the held-out labels carry over at this level "
+                                "(trainer/carry_over.py); 0: no test")
         parser.add_argument("--threshold", type=float, default=QUOTAS["promotion_threshold"],
                             help="promote when the win rate's lower bound clears it")
         parser.add_argument("--no-auto-advance", action="store_true", help="advance each step by hand from the admin")
@@ -61,7 +64,10 @@ class Command(BaseCommand):
                                                   ("width", o["size"]), ("height", o["size"])) if value is not None}
         training = {key: value for key, value in (("beta", o["beta"]), ("learning_rate", o["lr"]),
                                                   ("steps", o["train_steps"]), ("rank", o["rank"]),
-                                                  ("reference", o["reference"])) if value is not None}
+                                                  ("reference", o["reference"]),
+                                                  ("carry_over_alpha", o["carry_over_alpha"])) if value is not None}
+        if training.get("carry_over_alpha") == 0:  # off, even where the model's own default runs the test
+            training["carry_over_alpha"] = None
         settings = LaunchSettings(
             tags=[t for t in o["tags"].split(",") if t], prompt_texts=texts, heldout_share=o["held_out"],
             pair_quota=o["pairs"], label_quota=o["labels"] or o["pairs"] * o["overlap"], overlap=o["overlap"],
