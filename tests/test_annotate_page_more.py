@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from annotate.models import Assignment, Judgement, Pair, Round, Taste
-from tests.conftest import make_annotator, make_round
+from tests.conftest import make_annotator, make_round, wait_until
 from tests.test_annotate_page import drained, log_in, next_after, page, shown, taste  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -58,7 +58,9 @@ def test_the_judging_page_logs_out_and_hands_its_pairs_back(page, taste):
     annotator = make_annotator(taste)
     log_in(page, annotator)
     shown(page)
-    assert Assignment.objects.filter(annotator=annotator, state="leased").count() == 4  # on screen and 3 ahead
+    # On screen and 3 ahead: the prefetch is a request of its own, which may land after the first pair shows.
+    wait_until(lambda: Assignment.objects.filter(annotator=annotator, state="leased").count() == 4, timeout=15,
+               what="the pair on screen and 3 prefetched")
     page.click("#logout button")
     page.wait_for_url("**/login/")
     # Nobody will judge the pairs that were on that screen: they go back to the pool now, not when leases run out.
