@@ -196,7 +196,8 @@ the count of signs, `git checkout 4110a4c`):
     k3   FLUX dark       100%    88.3%   100→96.7%  1, 2 (3: −15.6)    28, 23, 27      16, 11, 15  46.2, 37.1, 68.3%              7.5
     s3   SD dark         100%    82.5%   100→99.2%  1 (2: gate; 3: adh.) 27, 28, 31      15, 21, 18  50.0, 50.0, 57.1%              9.4
     s4   SD textured     100%    88.3%   100→97.1%  1, 2 (3: adh.)     24, 26, 25      15, 20, 16  46.2, 35.4, 14.2%              23.2 ²
-² beside the whole test suite (a fresh-clone CI run). ¹ passed the test (p 0.041, one control round in 30 this session, as α 0.05 allows); the gate rejected it at 0.500.
+¹ passed the test (p 0.041, one control round in 30 this session, as α 0.05 allows); the gate rejected it at 0.500.
+² beside the whole test suite (a fresh-clone CI run).
 r2, r3 and r4 met every target, three runs in a row; r1 missed 80% on independent seeds by 1.7 points. The test
 passed all of the loop's own rounds with both changes and none of the control's. Every third round with both
 changes painted texture over the shapes and was rejected on adherence against the base (the figure in brackets), so
