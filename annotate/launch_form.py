@@ -110,8 +110,6 @@ class LaunchRoundForm(forms.Form):
         training = optional([("beta", "beta"), ("learning_rate", "learning_rate"), ("steps", "train_steps"),
                              ("rank", "rank"), ("reference", "reference"),
                              ("carry_over_alpha", "carry_over_alpha")])
-        if training.get("carry_over_alpha") == 0:  # off, even where the model's own default runs the test
-            training["carry_over_alpha"] = None
         rails = {name: {key: data[field_name(name, key)] for key in rail.limits
                         if data.get(field_name(name, key)) is not None}
                  for name, rail in registry().items() if data.get(field_name(name))}

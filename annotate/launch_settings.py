@@ -94,10 +94,13 @@ def training_config(*, base: BaseModel, chosen: dict) -> dict:
     """The training settings a round records: the base model's own defaults (chisel.json) under the lead's choices.
 
     A lead who sets β but no learning rate gets the default rate scaled by default β / β (as trainer/config.py does
-    with family defaults); without chisel.json the trainer fills β and the learning rate from the family.
+    with family defaults); without chisel.json the trainer fills β and the learning rate from the family. A
+    carry-over level of 0 turns the test off (recorded as none), even where the model's own defaults run it.
     """
     own = model_defaults(base).training
     config = {**own, **chosen}
+    if config.get("carry_over_alpha") == 0:
+        config["carry_over_alpha"] = None
     if "beta" in chosen and "learning_rate" not in chosen and "learning_rate" in own:
         own_beta = own.get("beta", FAMILY_DEFAULTS[base.kind]["beta"])
         config["learning_rate"] = own["learning_rate"] * own_beta / chosen["beta"]

@@ -66,8 +66,6 @@ class Command(BaseCommand):
                                                   ("steps", o["train_steps"]), ("rank", o["rank"]),
                                                   ("reference", o["reference"]),
                                                   ("carry_over_alpha", o["carry_over_alpha"])) if value is not None}
-        if training.get("carry_over_alpha") == 0:  # off, even where the model's own default runs the test
-            training["carry_over_alpha"] = None
         settings = LaunchSettings(
             tags=[t for t in o["tags"].split(",") if t], prompt_texts=texts, heldout_share=o["held_out"],
             pair_quota=o["pairs"], label_quota=o["labels"] or o["pairs"] * o["overlap"], overlap=o["overlap"],
